@@ -1,0 +1,7 @@
+"""``python -m stirfried.server`` is ``stirfried-server``."""
+
+import sys
+
+from stirfried.server.cli import main
+
+sys.exit(main())

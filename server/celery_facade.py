@@ -1,0 +1,139 @@
+"""The one place the gateway talks to Celery.
+
+Every Celery call blocks on the network (publish, revoke broadcast, result
+read), so each one runs in a bounded thread pool owned by this facade and is
+awaited with a timeout. The rest of the server only awaits; the event loop
+never touches the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import celery
+from celery import states
+from celery.backends.base import DisabledBackend
+
+from stirfried.server.scheduling import PublishPlan
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class CeleryUnavailable(Exception):
+    """The broker or result backend failed or did not answer in time (HTTP 503)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ResultBackendMissing(Exception):
+    """Task info was asked for but no Celery result backend is configured."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskState:
+    """A task's state and its result (an exception instance for failed tasks)."""
+
+    task_id: str
+    state: str
+    result: Any
+
+    @property
+    def failed(self) -> bool:
+        """True when ``result`` is an error rather than a return value."""
+        return self.state in states.PROPAGATE_STATES or self.state == states.RETRY
+
+
+class CeleryFacade:
+    """Async access to a Celery app's publish, revoke and result APIs."""
+
+    def __init__(self, app: celery.Celery, threads: int, timeout: float) -> None:
+        self._app = app
+        self._timeout = timeout
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="stirfried-celery"
+        )
+        # Kombu retries a publish while the broker is unreachable; keep the whole
+        # attempt inside our own timeout so a refused publish is final.
+        self._retry_policy = {
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": min(0.2, timeout / 4),
+            "interval_max": min(0.5, timeout / 4),
+        }
+
+    @property
+    def app(self) -> celery.Celery:
+        return self._app
+
+    async def publish(self, plan: PublishPlan) -> str:
+        """Send the planned task (and its chain); return the main task's id."""
+        await self._run("publish the task", self._publish_blocking, plan)
+        return plan.main.task_id
+
+    async def revoke(self, task_id: str) -> None:
+        """Ask every worker to drop the task if it has not started yet."""
+        await self._run("revoke the task", self._app.control.revoke, task_id)
+
+    async def task_state(self, task_id: str) -> TaskState:
+        """Read a task's state and result from the result backend."""
+        if isinstance(self._app.backend, DisabledBackend):
+            raise ResultBackendMissing("no Celery result backend is configured")
+        return await self._run("read the task result", self._read_state_blocking, task_id)
+
+    async def close(self) -> None:
+        """Let running calls finish, then release the thread pool and broker connections."""
+        await asyncio.to_thread(self._close_blocking)
+
+    def _close_blocking(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=False)
+        self._app.close()
+
+    async def _run(self, what: str, function: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, function, *args)
+        try:
+            return await asyncio.wait_for(future, self._timeout)
+        except TimeoutError as error:
+            raise CeleryUnavailable(
+                f"could not {what}: the broker did not answer within {self._timeout:g} s"
+            ) from error
+        except Exception as error:
+            logger.warning("could not %s: %r", what, error)
+            raise CeleryUnavailable(
+                f"could not {what}: {type(error).__name__} from the broker or result backend"
+            ) from error
+
+    def _publish_blocking(self, plan: PublishPlan) -> None:
+        link = None
+        for follower in reversed(plan.followers):
+            signature = self._app.signature(
+                follower.name,
+                args=follower.args,
+                kwargs=dict(follower.kwargs),
+                task_id=follower.task_id,
+            )
+            if link is not None:
+                signature.link(link)
+            link = signature
+        main = plan.main
+        self._app.send_task(
+            main.name,
+            args=main.args,
+            kwargs=dict(main.kwargs),
+            task_id=main.task_id,
+            link=link,
+            retry_policy=self._retry_policy,
+        )
+
+    def _read_state_blocking(self, task_id: str) -> TaskState:
+        meta = self._app.backend.get_task_meta(task_id)
+        return TaskState(task_id=task_id, state=meta["status"], result=meta.get("result"))

