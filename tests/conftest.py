@@ -1,0 +1,136 @@
+"""Session-wide real services and per-test gateways and clients.
+
+Two workers run the tasks of ``tests/worker_app.py``: one with
+``stirfried_error_info`` off on the default queue, one with it on for gateways
+that route to ``VERBOSE_QUEUE`` -- the worker, not the gateway, decides what
+its events contain.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestServer
+
+from stirfried.config import translate
+from stirfried.server.app import create_app
+from tests import services
+from tests.clients import EventClient
+
+QUIET_QUEUE = "stirfried-tests"
+VERBOSE_QUEUE = "stirfried-tests-verbose"
+
+GatewayFactory = Callable[..., Awaitable[TestServer]]
+ClientFactory = Callable[..., Awaitable[EventClient]]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    with services.redis_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def broker_url(redis_url: str) -> str:
+    """``STIRFRIED_TEST_BROKER_URL`` (e.g. RabbitMQ) if set, else the Redis server."""
+    return os.environ.get("STIRFRIED_TEST_BROKER_URL") or redis_url
+
+
+@pytest.fixture(scope="session")
+def base_config(redis_url: str, broker_url: str) -> dict[str, Any]:
+    """The flat configuration every gateway and worker of the test run shares."""
+    return {
+        "broker_url": broker_url,
+        "result_backend": redis_url,
+        "task_default_queue": QUIET_QUEUE,
+        "accept_content": ["json", "msgpack"],
+        "result_accept_content": ["json", "msgpack"],
+        "worker_prefetch_multiplier": 1,
+        "stirfried_redis_url": redis_url,
+    }
+
+
+@pytest.fixture(scope="session")
+def workers(base_config: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    directory = tmp_path_factory.mktemp("workers")
+    services.purge_queues(base_config["broker_url"], [QUIET_QUEUE, VERBOSE_QUEUE])
+    quiet = services.write_config(directory / "quiet.yaml", base_config)
+    verbose = services.write_config(
+        directory / "verbose.yaml", {**base_config, "stirfried_error_info": True}
+    )
+    with (
+        services.celery_worker(quiet, QUIET_QUEUE, directory / "quiet.log"),
+        services.celery_worker(verbose, VERBOSE_QUEUE, directory / "verbose.log"),
+    ):
+        yield
+
+
+@pytest.fixture
+def gateway_config(base_config: dict[str, Any]) -> Callable[..., dict[str, Any]]:
+    """Build a flat gateway configuration; keyword arguments are flat keys to override."""
+
+    def build(**overrides: Any) -> dict[str, Any]:
+        config = {**base_config, **overrides}
+        if config.get("stirfried_error_info"):
+            config["task_default_queue"] = VERBOSE_QUEUE
+        return config
+
+    return build
+
+
+@pytest.fixture
+async def start_gateway(
+    workers: None, aiohttp_server: Any, gateway_config: Callable[..., dict[str, Any]]
+) -> GatewayFactory:
+    """Start an in-process gateway (real aiohttp server on a real port)."""
+
+    async def start(**overrides: Any) -> TestServer:
+        app = create_app(translate(gateway_config(**overrides)))
+        server: TestServer = await aiohttp_server(app)
+        return server
+
+    return start
+
+
+@pytest.fixture
+async def gateway(start_gateway: GatewayFactory) -> TestServer:
+    return await start_gateway()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[ClientSession]:
+    async with ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+async def connect() -> AsyncIterator[ClientFactory]:
+    """Connect python-socketio clients that record every event; disconnected afterwards."""
+    clients: list[EventClient] = []
+
+    async def open_client(server: TestServer | str, **options: Any) -> EventClient:
+        url = server if isinstance(server, str) else str(server.make_url("/"))
+        client = EventClient(**options)
+        clients.append(client)
+        await client.connect(url)
+        return client
+
+    yield open_client
+    for client in clients:
+        await client.disconnect()
+
+
+@pytest.fixture
+def unique() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Unit tests first: they fail fast without starting any service.
+    items.sort(key=lambda item: 0 if "/unit/" in str(Path(str(item.fspath))) else 1)

