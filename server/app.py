@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -18,6 +20,7 @@ from stirfried.settings import ConfigError
 
 logger = logging.getLogger(__name__)
 
+CLIENT_CLOSE_TIMEOUT = 2.0
 UNSAFE_SERIALIZERS = frozenset({"pickle", "application/x-python-serialize", "yaml"})
 
 
@@ -47,6 +50,7 @@ def create_app(config: Config) -> web.Application:
         sio.attach(app)
         SocketIOApi(sio, app[CELERY], settings).register()
         app[SOCKETIO] = sio
+        app.on_shutdown.append(_disconnect_socketio_clients)
         app.cleanup_ctx.append(_shutdown_socketio)
     return app
 
@@ -77,6 +81,19 @@ def _celery_app(config: Config) -> celery.Celery:
 async def _close_celery(app: web.Application) -> AsyncIterator[None]:
     yield
     await app[CELERY].close()
+
+
+async def _disconnect_socketio_clients(app: web.Application) -> None:
+    # An open websocket would hold the server's shutdown until aiohttp's
+    # timeout. Closing at the Engine.IO level (not a Socket.IO "server
+    # disconnect") makes standard clients reconnect, e.g. to another gateway.
+    # Engine.IO's close waits until the client has fetched the close packet,
+    # which a long-polling client that went away never does: bound the wait.
+    engine = app[SOCKETIO].eio
+    closing = [socket.close(reason=engine.reason.SERVER_DISCONNECT) for socket in engine.sockets.values()]
+    if closing:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*closing), CLIENT_CLOSE_TIMEOUT)
 
 
 async def _shutdown_socketio(app: web.Application) -> AsyncIterator[None]:

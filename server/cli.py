@@ -18,6 +18,8 @@ from stirfried.settings import ConfigError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+# How long a stopping gateway waits for open requests before closing them.
+SHUTDOWN_TIMEOUT = 10.0
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -53,7 +55,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             app = create_app(config)
             if arguments.example_worker:
                 stack.enter_context(example_worker(config, arguments.config))
-            web.run_app(app, host=arguments.host, port=arguments.port, print=_announce)
+            web.run_app(
+                app,
+                host=arguments.host,
+                port=arguments.port,
+                shutdown_timeout=SHUTDOWN_TIMEOUT,
+                print=_announce,
+            )
     except ConfigError as error:
         print(f"stirfried-server: configuration error: {error}", file=sys.stderr)
         return 2

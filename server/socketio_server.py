@@ -17,13 +17,15 @@ GATEWAY_OWNED_OPTIONS = frozenset({"async_mode", "client_manager"})
 
 
 def _accepted_options() -> frozenset[str]:
+    # Options flow through AsyncServer (and its bases) into engineio's server.
     names: set[str] = set()
-    for constructor in (socketio.AsyncServer.__init__, engineio.AsyncServer.__init__):
-        names.update(
-            name
-            for name, parameter in inspect.signature(constructor).parameters.items()
-            if parameter.kind is parameter.POSITIONAL_OR_KEYWORD and name != "self"
-        )
+    for cls in (*socketio.AsyncServer.__mro__, *engineio.AsyncServer.__mro__):
+        if "__init__" in vars(cls):
+            names.update(
+                name
+                for name, parameter in inspect.signature(cls.__init__).parameters.items()
+                if parameter.kind is parameter.POSITIONAL_OR_KEYWORD and name != "self"
+            )
     names.add("engineio_logger")
     return frozenset(names)
 
@@ -31,16 +33,14 @@ def _accepted_options() -> frozenset[str]:
 def socketio_options(config: Config) -> dict[str, Any]:
     """The ``AsyncServer`` keyword arguments, checked; ConfigError names a bad key."""
     accepted = _accepted_options()
+    where = f"{config.source}: " if config.source else ""
     for key in config.socketio:
         if key in GATEWAY_OWNED_OPTIONS:
-            raise ConfigError(f"{config.source}: '{SOCKETIO_PREFIX}{key}' is set by Stirfried itself")
+            raise ConfigError(f"{where}'{SOCKETIO_PREFIX}{key}' is set by Stirfried itself")
         if key not in accepted:
-            raise ConfigError(f"{config.source}: unknown setting '{SOCKETIO_PREFIX}{key}'")
-    serializer = config.socketio.get("serializer", "default")
-    if serializer not in ("default", "msgpack"):
-        raise ConfigError(
-            f"{config.source}: '{SOCKETIO_PREFIX}serializer' must be default or msgpack"
-        )
+            raise ConfigError(f"{where}unknown setting '{SOCKETIO_PREFIX}{key}'")
+    if config.socketio.get("serializer", "default") not in ("default", "msgpack"):
+        raise ConfigError(f"{where}'{SOCKETIO_PREFIX}serializer' must be default or msgpack")
     return dict(config.socketio)
 
 

@@ -40,8 +40,9 @@ class EventClient:
         return sid
 
     async def call(self, event: str, *args: Any, timeout: float = 15) -> Any:
-        """Emit ``event`` and return the server's acknowledgement."""
-        return await self.sio.call(event, *args if args else (), timeout=timeout)
+        """Emit ``event`` with ``args`` (any number) and return the server's acknowledgement."""
+        data = args[0] if len(args) == 1 else (tuple(args) if args else None)
+        return await self.sio.call(event, data, timeout=timeout)
 
     async def send_task(self, task: dict[str, Any]) -> str:
         reply = await self.call("send_task", task)

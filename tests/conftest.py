@@ -1,13 +1,16 @@
 """Session-wide real services and per-test gateways and clients.
 
-Two workers run the tasks of ``tests/worker_app.py``: one with
-``stirfried_error_info`` off on the default queue, one with it on for gateways
-that route to ``VERBOSE_QUEUE`` -- the worker, not the gateway, decides what
-its events contain.
+Three workers run the tasks of ``tests/worker_app.py``, as three fleets
+sharing one configuration file each would: the default one; one with
+``stirfried_error_info`` on (the worker, not the gateway, decides what its
+events contain); one with msgpack task and result serializers (the result
+backend is read with the reader's serializer, so gateway and worker must agree).
+A gateway's settings pick the matching queue.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -25,6 +28,8 @@ from tests.clients import EventClient
 
 QUIET_QUEUE = "stirfried-tests"
 VERBOSE_QUEUE = "stirfried-tests-verbose"
+MSGPACK_QUEUE = "stirfried-tests-msgpack"
+MSGPACK_SERIALIZERS = {"task_serializer": "msgpack", "result_serializer": "msgpack"}
 
 GatewayFactory = Callable[..., Awaitable[TestServer]]
 ClientFactory = Callable[..., Awaitable[EventClient]]
@@ -59,15 +64,16 @@ def base_config(redis_url: str, broker_url: str) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def workers(base_config: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     directory = tmp_path_factory.mktemp("workers")
-    services.purge_queues(base_config["broker_url"], [QUIET_QUEUE, VERBOSE_QUEUE])
-    quiet = services.write_config(directory / "quiet.yaml", base_config)
-    verbose = services.write_config(
-        directory / "verbose.yaml", {**base_config, "stirfried_error_info": True}
-    )
-    with (
-        services.celery_worker(quiet, QUIET_QUEUE, directory / "quiet.log"),
-        services.celery_worker(verbose, VERBOSE_QUEUE, directory / "verbose.log"),
-    ):
+    services.purge_queues(base_config["broker_url"], [QUIET_QUEUE, VERBOSE_QUEUE, MSGPACK_QUEUE])
+    fleets = {
+        QUIET_QUEUE: base_config,
+        VERBOSE_QUEUE: {**base_config, "stirfried_error_info": True},
+        MSGPACK_QUEUE: {**base_config, **MSGPACK_SERIALIZERS},
+    }
+    with contextlib.ExitStack() as stack:
+        for queue, config in fleets.items():
+            path = services.write_config(directory / f"{queue}.yaml", config)
+            stack.enter_context(services.celery_worker(path, queue, directory / f"{queue}.log"))
         yield
 
 
@@ -79,6 +85,8 @@ def gateway_config(base_config: dict[str, Any]) -> Callable[..., dict[str, Any]]
         config = {**base_config, **overrides}
         if config.get("stirfried_error_info"):
             config["task_default_queue"] = VERBOSE_QUEUE
+        elif config.get("result_serializer") == "msgpack":
+            config["task_default_queue"] = MSGPACK_QUEUE
         return config
 
     return build

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
@@ -9,12 +10,14 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import celery
 import yaml
+
+from stirfried.config import load_config
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -78,8 +81,8 @@ def celery_worker(config_path: Path, queue: str, log_path: Path) -> Iterator[str
 
 
 def _wait_for_worker(config_path: Path, hostname: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    flat = yaml.safe_load(config_path.read_text())
-    app = celery.Celery(broker=flat["broker_url"], set_as_current=False)
+    app = celery.Celery(set_as_current=False)
+    app.conf.update(load_config(config_path).celery)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -99,9 +102,13 @@ def free_port() -> int:
         return port
 
 
-@contextlib.contextmanager
-def gateway_process(config_path: Path, log_path: Path) -> Iterator[str]:
-    """Run ``stirfried-server`` in its own process; yield its base URL once it serves."""
+@contextlib.asynccontextmanager
+async def gateway_process(config_path: Path, log_path: Path) -> AsyncIterator[str]:
+    """Run ``stirfried-server`` in its own process; yield its base URL once it serves.
+
+    Waits run in a thread: the test's event loop must stay free to answer the
+    gateway's websocket close handshake while the gateway shuts down.
+    """
     port = free_port()
     command = [sys.executable, "-m", "stirfried.server", "--config", str(config_path), "--port", str(port)]
     with open(log_path, "wb") as log:
@@ -113,13 +120,17 @@ def gateway_process(config_path: Path, log_path: Path) -> Iterator[str]:
             if process.poll() is not None:
                 raise RuntimeError(f"gateway exited: {log_path.read_text()[-3000:]}")
             try:
-                urllib.request.urlopen(url + "/socket.io/?EIO=4&transport=polling", timeout=1)
+                await asyncio.to_thread(urllib.request.urlopen, url + "/socket.io/?EIO=4&transport=polling", timeout=1)
                 break
             except OSError:
                 if time.monotonic() > deadline:
                     raise
-                time.sleep(0.1)
+                await asyncio.sleep(0.1)
         yield url
     finally:
         process.terminate()
-        process.wait(20)
+        try:
+            await asyncio.to_thread(process.wait, 30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise

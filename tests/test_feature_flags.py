@@ -1,0 +1,52 @@
+"""``stirfried_enable_*`` remove routes and handlers entirely."""
+
+from __future__ import annotations
+
+import pytest
+import socketio
+
+from tests.helpers import url_of
+
+
+async def test_http_disabled_removes_the_http_api(start_gateway, http, connect):
+    gateway = await start_gateway(stirfried_enable_http=False)
+
+    async with http.post(url_of(gateway, "/task"), json={"task_name": "add"}) as response:
+        assert response.status == 404
+    client = await connect(gateway)
+    assert (await client.call("send_task", {"task_name": "add", "args": [1, 2]}))["status"] == "success"
+
+
+async def test_socketio_disabled_removes_the_socketio_api(start_gateway, http):
+    gateway = await start_gateway(stirfried_enable_socketio=False)
+    client = socketio.AsyncClient(reconnection=False)
+
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await client.connect(str(gateway.make_url("/")), transports=["websocket"], wait_timeout=5)
+    await client.shutdown()
+    async with http.post(url_of(gateway, "/task"), json={"task_name": "add", "args": [1, 2]}) as response:
+        assert response.status == 201
+
+
+async def test_task_info_disabled_removes_get_and_the_event(start_gateway, http, connect):
+    gateway = await start_gateway(stirfried_enable_task_info=False)
+
+    async with http.get(url_of(gateway, "/task/some-id")) as response:
+        assert response.status == 405
+    client = await connect(gateway)
+    assert await client.call("task_info", "some-id") == {
+        "status": "failed", "data": "unknown event 'task_info'",
+    }  # fmt: skip
+    async with http.delete(url_of(gateway, "/task/some-id")) as response:
+        assert response.status == 200
+
+
+async def test_revoke_disabled_removes_delete_and_the_event(start_gateway, http, connect):
+    gateway = await start_gateway(stirfried_enable_revoke_task=False)
+
+    async with http.delete(url_of(gateway, "/task/some-id")) as response:
+        assert response.status == 405
+    client = await connect(gateway)
+    assert (await client.call("revoke_task", "some-id"))["status"] == "failed"
+    async with http.get(url_of(gateway, "/task/some-id")) as response:
+        assert response.status == 200
