@@ -34,9 +34,7 @@ def create_app(config: Config) -> web.Application:
     check_serializers(config)
     settings = config.stirfried
     if not settings.redis_url:
-        logger.warning(
-            "stirfried_redis_url is not set: workers cannot send events to this gateway's clients"
-        )
+        logger.warning("stirfried_redis_url is not set: workers cannot send events to this gateway's clients")
     app = web.Application(middlewares=[json_errors])
     app[CONFIG] = config
     app[CELERY] = CeleryFacade(

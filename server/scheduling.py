@@ -41,9 +41,9 @@ def resolve_room(requested: str | None, default_room: str, settings: StirfriedSe
     The sentinel room is always honoured (it only takes events away); any other
     requested room only with ``custom_rooms`` on.
     """
-    if requested == settings.sentinel_room:
-        return requested
-    if requested is not None and settings.custom_rooms:
+    if requested is None:
+        return default_room
+    if requested == settings.sentinel_room or settings.custom_rooms:
         return requested
     return default_room
 

@@ -15,7 +15,11 @@ from typing import Any
 import socketio
 
 from stirfried.server import replies
-from stirfried.server.celery_facade import CeleryFacade, CeleryUnavailable, ResultBackendMissing
+from stirfried.server.celery_facade import (
+    CeleryFacade,
+    CeleryUnavailable,
+    ResultBackendMissing,
+)
 from stirfried.server.scheduling import mapped_headers, plan_publish
 from stirfried.server.task_request import (
     RequestRejected,
@@ -41,9 +45,7 @@ class ClientContext:
 class SocketIOApi:
     """The handlers, bound to one gateway's Celery facade and settings."""
 
-    def __init__(
-        self, sio: socketio.AsyncServer, celery: CeleryFacade, settings: StirfriedSettings
-    ) -> None:
+    def __init__(self, sio: socketio.AsyncServer, celery: CeleryFacade, settings: StirfriedSettings) -> None:
         self._sio = sio
         self._celery = celery
         self._settings = settings
@@ -113,4 +115,3 @@ class SocketIOApi:
         except Exception:
             logger.exception("unexpected error handling %s from %s", event, sid)
             return replies.failed("internal server error")
-

@@ -81,9 +81,7 @@ def parse_task_id(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidRequest("a task id must be a non-empty string")
     if len(value) > MAX_TASK_ID_LENGTH or not value.isprintable():
-        raise InvalidRequest(
-            f"a task id must be printable and at most {MAX_TASK_ID_LENGTH} characters"
-        )
+        raise InvalidRequest(f"a task id must be printable and at most {MAX_TASK_ID_LENGTH} characters")
     return value
 
 
@@ -103,9 +101,7 @@ def _task_object(data: Any, what: str, allowed: tuple[str, ...]) -> Mapping[str,
         if key not in allowed:
             if key == "chain":
                 raise InvalidRequest(f"{what}: chained tasks cannot have a 'chain' of their own")
-            raise InvalidRequest(
-                f"{what}: unknown field {key!r} (allowed: {', '.join(allowed)})"
-            )
+            raise InvalidRequest(f"{what}: unknown field {key!r} (allowed: {', '.join(allowed)})")
     return data
 
 
@@ -114,9 +110,7 @@ def _task_call(fields: Mapping[str, Any], prefix: str) -> TaskCall:
     if not isinstance(name, str) or not name.strip():
         raise InvalidRequest(f"'{prefix}task_name' is required and must be a non-empty string")
     if len(name) > MAX_TASK_NAME_LENGTH:
-        raise InvalidRequest(
-            f"'{prefix}task_name' is longer than {MAX_TASK_NAME_LENGTH} characters"
-        )
+        raise InvalidRequest(f"'{prefix}task_name' is longer than {MAX_TASK_NAME_LENGTH} characters")
     args = fields.get("args", [])
     if not isinstance(args, (list, tuple)):
         raise InvalidRequest(f"'{prefix}args' must be an array")

@@ -57,9 +57,7 @@ class EventClient:
             if isinstance(data, dict) and data.get("task_id") == task_id
         ]
 
-    async def wait_for(
-        self, predicate: Callable[[list[Event]], bool], timeout: float = 20
-    ) -> list[Event]:
+    async def wait_for(self, predicate: Callable[[list[Event]], bool], timeout: float = 20) -> list[Event]:
         """Wait until ``predicate(self.events)`` holds; fail with the events seen."""
         deadline = time.monotonic() + timeout
         while not predicate(self.events):

@@ -17,7 +17,9 @@ def url_of(server: TestServer | str, path: str) -> str:
     return base.rstrip("/") + path
 
 
-async def post_task(http: ClientSession, server: TestServer | str, task: Any, **kwargs: Any) -> tuple[int, Any]:
+async def post_task(
+    http: ClientSession, server: TestServer | str, task: Any, **kwargs: Any
+) -> tuple[int, Any]:
     async with http.post(url_of(server, "/task"), json=task, **kwargs) as response:
         return response.status, await response.json()
 

@@ -60,7 +60,9 @@ def celery_worker(config_path: Path, queue: str, log_path: Path) -> Iterator[str
     """Run ``celery -A tests.worker_app worker`` on ``queue``; yield its hostname once it answers."""
     hostname = f"{queue}@{socket.gethostname()}"
     environment = {**os.environ, "STIRFRIED_CONFIG": str(config_path)}
-    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPOSITORY), environment.get("PYTHONPATH")]))
+    environment["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(REPOSITORY), environment.get("PYTHONPATH")])
+    )
     command = [
         sys.executable, "-m", "celery", "-A", "tests.worker_app", "worker",
         "--queues", queue, "--hostname", hostname, "--concurrency", "4",
@@ -80,7 +82,9 @@ def celery_worker(config_path: Path, queue: str, log_path: Path) -> Iterator[str
             process.wait()
 
 
-def _wait_for_worker(config_path: Path, hostname: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+def _wait_for_worker(
+    config_path: Path, hostname: str, process: subprocess.Popen[bytes], log_path: Path
+) -> None:
     app = celery.Celery(set_as_current=False)
     app.conf.update(load_config(config_path).celery)
     try:
@@ -120,7 +124,9 @@ async def gateway_process(config_path: Path, log_path: Path) -> AsyncIterator[st
             if process.poll() is not None:
                 raise RuntimeError(f"gateway exited: {log_path.read_text()[-3000:]}")
             try:
-                await asyncio.to_thread(urllib.request.urlopen, url + "/socket.io/?EIO=4&transport=polling", timeout=1)
+                await asyncio.to_thread(
+                    urllib.request.urlopen, url + "/socket.io/?EIO=4&transport=polling", timeout=1
+                )
                 break
             except OSError:
                 if time.monotonic() > deadline:

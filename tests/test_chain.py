@@ -18,15 +18,11 @@ async def test_chained_tasks_run_after_the_main_task_in_reverse_order(gateway, c
         }
     )
 
-    await client.wait_for(
-        lambda received: sum(1 for name, _ in received if name == events.ON_SUCCESS) == 3
-    )
+    await client.wait_for(lambda received: sum(1 for name, _ in received if name == events.ON_SUCCESS) == 3)
 
     # Each task's events come from whichever worker process ran it, so only the
     # results (each built on the one before) prove the run order.
-    results = sorted(
-        (data["retval"] for name, data in client.events if name == events.ON_SUCCESS), key=len
-    )
+    results = sorted((data["retval"] for name, data in client.events if name == events.ON_SUCCESS), key=len)
     assert results == [
         ["main"],
         ["main", "last in array"],
@@ -40,7 +36,11 @@ async def test_chained_tasks_get_header_mapping_of_their_own_name(start_gateway,
     client = await connect(gateway, headers={"X-User": "alice"})
 
     await client.send_task(
-        {"task_name": "add", "args": [1, 2], "chain": [{"task_name": "echo_kwargs", "kwargs": {"user": "mallory"}}]}
+        {
+            "task_name": "add",
+            "args": [1, 2],
+            "chain": [{"task_name": "echo_kwargs", "kwargs": {"user": "mallory"}}],
+        }
     )
 
     await client.wait_for(
@@ -49,6 +49,8 @@ async def test_chained_tasks_get_header_mapping_of_their_own_name(start_gateway,
         )
     )
     echoed = next(
-        data["retval"] for name, data in client.events if name == events.ON_SUCCESS and data["task_name"] == "echo_kwargs"
+        data["retval"]
+        for name, data in client.events
+        if name == events.ON_SUCCESS and data["task_name"] == "echo_kwargs"
     )
     assert echoed == {"room": client.sid, "user": "alice"}

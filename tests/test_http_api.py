@@ -49,8 +49,7 @@ async def test_delete_task_succeeds_for_an_unknown_id(gateway, http):
 async def test_revoking_a_queued_task_prevents_its_run(gateway, http):
     # Occupy all four worker processes, so the next task waits in the queue.
     blockers = [
-        (await post_task(http, gateway, {"task_name": "sleep", "args": [1.5]}))[1]["data"]
-        for _ in range(4)
+        (await post_task(http, gateway, {"task_name": "sleep", "args": [1.5]}))[1]["data"] for _ in range(4)
     ]
     _, queued = await post_task(http, gateway, {"task_name": "add", "args": [1, 1]})
 

@@ -35,7 +35,7 @@ from stirfried.config import config_path_from_environment, load_config
 from stirfried.emitter import TaskEventEmitter
 from stirfried.settings import ConfigError, StirfriedSettings, settings_from_prefixed
 
-__all__ = ["StirfriedTask", "configure_from_file", "ConfigError"]
+__all__ = ["ConfigError", "StirfriedTask", "configure_from_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,9 +96,7 @@ class StirfriedTask(celery.Task):  # type: ignore[misc]
     def on_retry(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         self._emit(events.ON_RETRY, events.problem(task_id, self.name, self._einfo(einfo)), kwargs)
 
-    def on_failure(
-        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
-    ) -> None:
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         self._emit(events.ON_FAILURE, events.problem(task_id, self.name, self._einfo(einfo)), kwargs)
 
     def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:

@@ -22,7 +22,12 @@ from typing import Any
 import yaml
 from celery.app.defaults import DEFAULTS as CELERY_DEFAULTS
 
-from stirfried.settings import SETTINGS_PREFIX, ConfigError, StirfriedSettings, build_settings
+from stirfried.settings import (
+    SETTINGS_PREFIX,
+    ConfigError,
+    StirfriedSettings,
+    build_settings,
+)
 
 CONFIG_PATH_VARIABLE = "STIRFRIED_CONFIG"
 SOCKETIO_PREFIX = "socketio_"
@@ -95,9 +100,7 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] = os.en
     return translate(raw, source=source, environ=environ)
 
 
-def translate(
-    raw: Any, source: str = "", environ: Mapping[str, str] = os.environ
-) -> Config:
+def translate(raw: Any, source: str = "", environ: Mapping[str, str] = os.environ) -> Config:
     """Translate parsed YAML (flat or sectioned) into a validated :class:`Config`."""
     flat = flatten_sections(raw, source)
     for variable, key in ENVIRONMENT_OVERRIDES.items():

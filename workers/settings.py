@@ -57,12 +57,8 @@ class StirfriedSettings:
         False,
         "Include error messages and tracebacks in events, replies and HTTP responses.",
     )
-    sentinel_room: str = _setting(
-        "NO_EMIT", "Room value that makes workers emit no events for a task."
-    )
-    custom_rooms: bool = _setting(
-        False, "Let clients choose the room that receives a task's events."
-    )
+    sentinel_room: str = _setting("NO_EMIT", "Room value that makes workers emit no events for a task.")
+    custom_rooms: bool = _setting(False, "Let clients choose the room that receives a task's events.")
     header_task_map: Mapping[str, Mapping[str, str]] = _setting(
         {},
         "Per task name, a map of request header to keyword argument, e.g. "
@@ -78,8 +74,7 @@ class StirfriedSettings:
     )
     broker_timeout: float = _setting(
         5.0,
-        "Seconds a publish, revoke or result read may take before the client gets "
-        "HTTP 503 / a failed reply.",
+        "Seconds a publish, revoke or result read may take before the client gets HTTP 503 / a failed reply.",
     )
 
 
@@ -127,9 +122,7 @@ def _where(source: str) -> str:
 
 def _check_type(key: str, value: Any, expected: Any, source: str) -> Any:
     def fail(wanted: str) -> ConfigError:
-        return ConfigError(
-            f"{_where(source)}'{key}' must be {wanted}, got {type(value).__name__} {value!r}"
-        )
+        return ConfigError(f"{_where(source)}'{key}' must be {wanted}, got {type(value).__name__} {value!r}")
 
     if expected is bool:
         if not isinstance(value, bool):

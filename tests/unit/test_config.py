@@ -71,11 +71,11 @@ def test_bad_config_names_the_key(raw, named):
 
 def test_unreadable_file_names_the_file(tmp_path):
     missing = tmp_path / "missing.yaml"
-    with pytest.raises(ConfigError, match="missing.yaml"):
+    with pytest.raises(ConfigError, match=r"missing\.yaml"):
         load_config(missing)
     broken = tmp_path / "broken.yaml"
     broken.write_text("stirfried: [unclosed")
-    with pytest.raises(ConfigError, match="broken.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"broken\.yaml: not valid YAML"):
         load_config(broken)
 
 

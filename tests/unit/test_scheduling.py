@@ -39,9 +39,7 @@ def test_header_mapping_is_case_insensitive_and_strips_spoofed_values():
 
 
 def test_chain_runs_in_reverse_array_order_after_the_main_task():
-    request = parse_task_request(
-        {"task_name": "main", "chain": [{"task_name": "b"}, {"task_name": "c"}]}
-    )
+    request = parse_task_request({"task_name": "main", "chain": [{"task_name": "b"}, {"task_name": "c"}]})
     plan = plan_publish(request, "sid", {}, DEFAULTS)
     assert [plan.main.name, *(task.name for task in plan.followers)] == ["main", "c", "b"]
     assert all(task.kwargs["room"] == "sid" for task in (plan.main, *plan.followers))
