@@ -124,3 +124,9 @@ async def test_unknown_path_is_a_json_404(gateway, http):
     async with http.get(url_of(gateway, "/nowhere")) as response:
         assert response.status == 404
         assert (await response.json())["status"] == "failed"
+
+
+async def test_oversized_body_is_a_json_413(gateway, http):
+    async with http.post(url_of(gateway, "/task"), data=b"x" * (2 * 1024 * 1024)) as response:
+        assert response.status == 413
+        assert (await response.json())["status"] == "failed"

@@ -156,3 +156,29 @@ def _check_type(key: str, value: Any, expected: Any, source: str) -> Any:
             {name: types.MappingProxyType(dict(inner)) for name, inner in value.items()}
         )
     raise TypeError(f"no validator for {expected!r}")  # a programming error, not a config one
+
+
+def reference_table() -> str:
+    """The README's table of ``stirfried_*`` settings, generated from the fields above.
+
+    A test checks that the README contains exactly this text.
+    """
+    hints = typing.get_type_hints(StirfriedSettings)
+    defaults = StirfriedSettings()
+    type_names = {bool: "bool", int: "int", float: "float", str: "str", tuple[str, ...]: "list of str"}
+    rows = ["| Key | Type | Default | Description |", "| --- | --- | --- | --- |"]
+    for name, field in SETTING_FIELDS.items():
+        value = getattr(defaults, name)
+        if isinstance(value, bool):
+            shown = str(value).lower()
+        elif isinstance(value, str):
+            shown = f'"{value}"'
+        elif isinstance(value, tuple):
+            shown = "[]"
+        elif isinstance(value, Mapping):
+            shown = "{}"
+        else:
+            shown = repr(value)
+        type_name = type_names.get(hints[name], "map")
+        rows.append(f"| `{SETTINGS_PREFIX}{name}` | {type_name} | `{shown}` | {field.metadata['doc']} |")
+    return "\n".join(rows)
