@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 
 import celery
+import socketio
 from aiohttp import web
 
 from stirfried.config import Config
@@ -48,6 +49,7 @@ def create_app(config: Config) -> web.Application:
         sio.attach(app)
         SocketIOApi(sio, app[CELERY], settings).register()
         app[SOCKETIO] = sio
+        app.cleanup_ctx.append(_start_event_relay)
         app.on_shutdown.append(_disconnect_socketio_clients)
         app.cleanup_ctx.append(_shutdown_socketio)
     return app
@@ -79,6 +81,28 @@ def _celery_app(config: Config) -> celery.Celery:
 async def _close_celery(app: web.Application) -> AsyncIterator[None]:
     yield
     await app[CELERY].close()
+
+
+async def _start_event_relay(app: web.Application) -> AsyncIterator[None]:
+    """Subscribe to the Redis event channel before the first client can connect.
+
+    python-socketio starts its pub/sub listener on the first connection; a task
+    that finished quickly could then publish its first events before the
+    subscription exists, and they would be lost.
+    """
+    sio = app[SOCKETIO]
+    manager = sio.manager
+    if isinstance(manager, socketio.AsyncRedisManager) and not sio.manager_initialized:
+        sio.manager_initialized = True
+        manager.initialize()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + app[CONFIG].stirfried.broker_timeout
+        while not (manager.pubsub is not None and manager.pubsub.subscribed):
+            if loop.time() > deadline:
+                logger.warning("not yet subscribed to Redis events; the relay keeps retrying")
+                break
+            await asyncio.sleep(0.01)
+    yield
 
 
 async def _disconnect_socketio_clients(app: web.Application) -> None:

@@ -3,8 +3,10 @@
 Three workers run the tasks of ``tests/worker_app.py``, as three fleets
 sharing one configuration file each would: the default one; one with
 ``stirfried_error_info`` on (the worker, not the gateway, decides what its
-events contain); one with msgpack task and result serializers (the result
-backend is read with the reader's serializer, so gateway and worker must agree).
+events contain); one with msgpack task and result serializers and a result
+backend of its own (the backend is read with the reader's serializer, and a
+revoke makes every worker record REVOKED, so fleets that disagree on the
+serializer must not share a backend).
 A gateway's settings pick the matching queue.
 """
 
@@ -64,11 +66,12 @@ def base_config(redis_url: str, broker_url: str) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def workers(base_config: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     directory = tmp_path_factory.mktemp("workers")
+    msgpack_results = services.next_database(base_config["result_backend"])
     services.purge_queues(base_config["broker_url"], [QUIET_QUEUE, VERBOSE_QUEUE, MSGPACK_QUEUE])
     fleets = {
         QUIET_QUEUE: base_config,
         VERBOSE_QUEUE: {**base_config, "stirfried_error_info": True},
-        MSGPACK_QUEUE: {**base_config, **MSGPACK_SERIALIZERS},
+        MSGPACK_QUEUE: {**base_config, **MSGPACK_SERIALIZERS, "result_backend": msgpack_results},
     }
     with contextlib.ExitStack() as stack:
         for queue, config in fleets.items():
@@ -87,6 +90,7 @@ def gateway_config(base_config: dict[str, Any]) -> Callable[..., dict[str, Any]]
             config["task_default_queue"] = VERBOSE_QUEUE
         elif config.get("result_serializer") == "msgpack":
             config["task_default_queue"] = MSGPACK_QUEUE
+            config["result_backend"] = services.next_database(base_config["result_backend"])
         return config
 
     return build

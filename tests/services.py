@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -37,6 +38,13 @@ def redis_server() -> Iterator[str]:
         yield server.connection_url
     finally:
         server.stop()
+
+
+def next_database(redis_url: str) -> str:
+    """The same Redis server, the next database number (``/0`` -> ``/1``)."""
+    parts = urllib.parse.urlsplit(redis_url)
+    database = int(parts.path.strip("/") or 0)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{database + 1}"))
 
 
 def write_config(path: Path, flat: dict[str, Any]) -> Path:
@@ -140,3 +148,9 @@ async def gateway_process(config_path: Path, log_path: Path) -> AsyncIterator[st
         except subprocess.TimeoutExpired:
             process.kill()
             raise
+
+
+def http_get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        body: bytes = response.read()
+        return body

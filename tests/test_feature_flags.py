@@ -28,25 +28,25 @@ async def test_socketio_disabled_removes_the_socketio_api(start_gateway, http):
         assert response.status == 201
 
 
-async def test_task_info_disabled_removes_get_and_the_event(start_gateway, http, connect):
+async def test_task_info_disabled_removes_get_and_the_event(start_gateway, http, connect, unique):
     gateway = await start_gateway(stirfried_enable_task_info=False)
 
-    async with http.get(url_of(gateway, "/task/some-id")) as response:
+    async with http.get(url_of(gateway, f"/task/some-id-{unique}")) as response:
         assert response.status == 405
     client = await connect(gateway)
-    assert await client.call("task_info", "some-id") == {
+    assert await client.call("task_info", f"some-id-{unique}") == {
         "status": "failed", "data": "unknown event 'task_info'",
     }  # fmt: skip
-    async with http.delete(url_of(gateway, "/task/some-id")) as response:
+    async with http.delete(url_of(gateway, f"/task/some-id-{unique}")) as response:
         assert response.status == 200
 
 
-async def test_revoke_disabled_removes_delete_and_the_event(start_gateway, http, connect):
+async def test_revoke_disabled_removes_delete_and_the_event(start_gateway, http, connect, unique):
     gateway = await start_gateway(stirfried_enable_revoke_task=False)
 
-    async with http.delete(url_of(gateway, "/task/some-id")) as response:
+    async with http.delete(url_of(gateway, f"/task/some-id-{unique}")) as response:
         assert response.status == 405
     client = await connect(gateway)
-    assert (await client.call("revoke_task", "some-id"))["status"] == "failed"
-    async with http.get(url_of(gateway, "/task/some-id")) as response:
+    assert (await client.call("revoke_task", f"some-id-{unique}"))["status"] == "failed"
+    async with http.get(url_of(gateway, f"/task/some-id-{unique}")) as response:
         assert response.status == 200

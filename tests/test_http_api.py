@@ -16,10 +16,10 @@ async def test_post_task_answers_201_with_the_task_id_and_the_task_runs(gateway,
     assert info == {"id": body["data"], "state": "SUCCESS", "result": 42}
 
 
-async def test_get_task_of_an_unknown_id_is_pending(gateway, http):
-    async with http.get(url_of(gateway, "/task/no-such-task")) as response:
+async def test_get_task_of_an_unknown_id_is_pending(gateway, http, unique):
+    async with http.get(url_of(gateway, f"/task/no-such-task-{unique}")) as response:
         assert response.status == 200
-        assert await response.json() == {"id": "no-such-task", "state": "PENDING", "result": None}
+        assert await response.json() == {"id": f"no-such-task-{unique}", "state": "PENDING", "result": None}
 
 
 async def test_get_failed_task_hides_the_error_without_error_info(gateway, http):
@@ -40,10 +40,10 @@ async def test_get_failed_task_shows_the_error_with_error_info(start_gateway, ht
     assert info["result"] == "ValueError: shown detail"
 
 
-async def test_delete_task_succeeds_for_an_unknown_id(gateway, http):
-    async with http.delete(url_of(gateway, "/task/no-such-task")) as response:
+async def test_delete_task_succeeds_for_an_unknown_id(gateway, http, unique):
+    async with http.delete(url_of(gateway, f"/task/no-such-task-{unique}")) as response:
         assert response.status == 200
-        assert await response.json() == {"status": "success", "data": "no-such-task"}
+        assert await response.json() == {"status": "success", "data": f"no-such-task-{unique}"}
 
 
 async def test_revoking_a_queued_task_prevents_its_run(gateway, http):

@@ -13,21 +13,24 @@ async def test_task_info_reports_success_with_result(gateway, connect):
     assert await client.call("task_info", task_id) == {"id": task_id, "state": "SUCCESS", "result": 9}
 
 
-async def test_task_info_reports_failure_and_pending(gateway, connect):
+async def test_task_info_reports_failure_and_pending(gateway, connect, unique):
     client = await connect(gateway)
     task_id = await client.send_task({"task_name": "fail", "args": ["nope"]})
     await client.wait_for_event(events.ON_RETURN, task_id)
 
     assert await client.call("task_info", task_id) == {"id": task_id, "state": "FAILURE", "result": None}
-    assert await client.call("task_info", "unknown-id") == {
-        "id": "unknown-id", "state": "PENDING", "result": None,
+    assert await client.call("task_info", f"unknown-id-{unique}") == {
+        "id": f"unknown-id-{unique}", "state": "PENDING", "result": None,
     }  # fmt: skip
 
 
-async def test_revoke_task_acknowledges_even_unknown_ids(gateway, connect):
+async def test_revoke_task_acknowledges_even_unknown_ids(gateway, connect, unique):
     client = await connect(gateway)
 
-    assert await client.call("revoke_task", "unknown-id") == {"status": "success", "data": "unknown-id"}
+    assert await client.call("revoke_task", f"unknown-id-{unique}") == {
+        "status": "success",
+        "data": f"unknown-id-{unique}",
+    }
 
 
 async def test_invalid_payloads_get_a_failed_reply_and_the_server_keeps_serving(gateway, connect):
