@@ -18,8 +18,10 @@ from typing import Any, TypeVar
 import celery
 from celery import states
 from celery.backends.base import DisabledBackend
+from kombu.exceptions import EncodeError
 
 from stirfried.server.scheduling import PublishPlan
+from stirfried.server.task_request import InvalidRequest
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +104,8 @@ class CeleryFacade:
         future = loop.run_in_executor(self._executor, function, *args)
         try:
             return await asyncio.wait_for(future, self._timeout)
+        except EncodeError as error:
+            raise InvalidRequest(f"the task's arguments cannot be serialized: {error}") from error
         except TimeoutError as error:
             raise CeleryUnavailable(
                 f"could not {what}: the broker did not answer within {self._timeout:g} s"

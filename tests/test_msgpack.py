@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from stirfried import events
+from tests.helpers import post_task
 
 PAYLOAD = bytes(range(256)) * 4
 
@@ -19,3 +20,12 @@ async def test_bytes_round_trip_client_worker_client_with_msgpack(start_gateway,
     assert success["retval"] == PAYLOAD[::-1]
     info = await client.call("task_info", task_id)
     assert info == {"id": task_id, "state": "SUCCESS", "result": PAYLOAD[::-1]}
+
+
+async def test_arguments_the_serializer_cannot_encode_are_a_400(start_gateway, http):
+    gateway = await start_gateway(task_serializer="msgpack", result_serializer="msgpack")
+
+    status, body = await post_task(http, gateway, {"task_name": "add", "args": [2**64, 1]})
+
+    assert status == 400
+    assert body["status"] == "failed" and "cannot be serialized" in body["data"]
