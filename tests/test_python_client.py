@@ -1,0 +1,111 @@
+"""``stirfried.client`` against the real gateway and workers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from stirfried.client import (
+    Progress,
+    RequestFailed,
+    StirfriedClient,
+    StirfriedError,
+    SyncStirfriedClient,
+    TaskFailed,
+    TaskTimeout,
+)
+from tests import services
+
+
+@pytest.fixture
+async def client(gateway):
+    async with StirfriedClient(str(gateway.make_url("/")), timeout=15) as client:
+        yield client
+
+
+async def test_run_returns_the_result(client):
+    assert await client.run("add", 2, 40) == 42
+
+
+async def test_progress_callbacks_arrive_in_order_before_the_result(client):
+    seen: list[Progress] = []
+
+    result = await client.run("progress", 4, on_progress=seen.append)
+
+    assert result == 4
+    assert [(p.current, p.total, p.info) for p in seen] == [
+        (step, 4, {"message": f"step {step}"}) for step in range(1, 5)
+    ]
+
+
+async def test_async_progress_callbacks_are_awaited(client):
+    seen: list[int] = []
+
+    async def record(progress: Progress) -> None:
+        await asyncio.sleep(0)
+        seen.append(progress.current)
+
+    await client.run("progress", 3, on_progress=record)
+
+    assert seen == [1, 2, 3]
+
+
+async def test_failure_raises_with_the_tasks_error_when_the_gateway_shares_it(start_gateway):
+    gateway = await start_gateway(stirfried_error_info=True)
+    async with StirfriedClient(str(gateway.make_url("/"))) as client:
+        with pytest.raises(TaskFailed) as caught:
+            await client.run("fail", "disk full")
+
+    assert caught.value.error == "ValueError: disk full"
+    assert "disk full" in str(caught.value)
+    assert "Traceback" in (caught.value.einfo or "")
+
+
+async def test_failure_without_error_info_still_raises(client):
+    with pytest.raises(TaskFailed, match="failed: no details"):
+        await client.run("fail", "secret")
+
+
+async def test_info_and_revoke(client):
+    task_id = await client.schedule("add", 1, 2)
+    await client.revoke("never-scheduled")
+
+    for _ in range(100):
+        info = await client.info(task_id)
+        if info.state == "SUCCESS":
+            break
+        await asyncio.sleep(0.05)
+
+    assert (info.id, info.state, info.result) == (task_id, "SUCCESS", 3)
+
+
+async def test_a_task_that_outlives_the_timeout_raises_a_clear_error(client):
+    with pytest.raises(TaskTimeout, match=r"task sleep \(.*\) did not finish within 0.5 s"):
+        await client.run("sleep", 3, timeout=0.5)
+
+
+async def test_rejected_request_raises_with_the_gateways_message(start_gateway):
+    gateway = await start_gateway(stirfried_available_tasks=["add"])
+    async with StirfriedClient(str(gateway.make_url("/"))) as client:
+        with pytest.raises(RequestFailed, match="task 'fail' is not available"):
+            await client.run("fail", "x")
+
+
+async def test_unreachable_gateway_raises_naming_the_url():
+    url = f"http://127.0.0.1:{services.free_port()}"
+    with pytest.raises(StirfriedError, match=f"cannot connect to {url}"):
+        async with StirfriedClient(url, timeout=2):
+            pass
+
+
+async def test_sync_client_runs_tasks_from_plain_code(gateway):
+    url = str(gateway.make_url("/"))
+
+    def script() -> tuple[int, list[int]]:
+        seen: list[int] = []
+        with SyncStirfriedClient(url) as client:
+            result = client.run("progress", 2, on_progress=lambda p: seen.append(p.current))
+        return result, seen
+
+    assert await asyncio.to_thread(script) == (2, [1, 2])

@@ -1,0 +1,299 @@
+"""A Python client for the Stirfried gateway: schedule by name, await the result.
+
+asyncio first::
+
+    async with StirfriedClient("http://127.0.0.1:8000") as client:
+        total = await client.run("add", 2, 3)
+
+and a thin blocking wrapper for scripts::
+
+    with SyncStirfriedClient("http://127.0.0.1:8000") as client:
+        print(client.run("count_to", 5, on_progress=print))
+
+Needs the ``client`` extra (``pip install "stirfried[client]"``): python-socketio's
+asyncio client runs on aiohttp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import dataclasses
+import inspect
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from types import TracebackType
+from typing import Any, TypeVar
+
+import socketio
+
+from stirfried import events
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT = 30.0
+# Events can overtake the send_task acknowledgement (a fast task's worker
+# publishes while the ack is still on its way); keep them until it arrives.
+EARLY_EVENT_LIMIT = 1000
+
+
+class StirfriedError(Exception):
+    """Base class of the client's errors."""
+
+
+class RequestFailed(StirfriedError):
+    """The gateway answered ``{"status": "failed"}``; the message says why."""
+
+
+class TaskFailed(StirfriedError):
+    """The task raised. ``error`` and ``einfo`` are set when the gateway's workers share them."""
+
+    def __init__(self, task_id: str, task_name: str, error: str | None, einfo: str | None) -> None:
+        detail = error or "no details: the workers run with stirfried_error_info off"
+        super().__init__(f"task {task_name} ({task_id}) failed: {detail}")
+        self.task_id = task_id
+        self.task_name = task_name
+        self.error = error
+        self.einfo = einfo
+
+
+class TaskTimeout(StirfriedError, TimeoutError):
+    """The task did not finish (or the gateway did not answer) in time."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """One ``on_progress`` event."""
+
+    task_id: str
+    current: Any
+    total: Any
+    info: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskInfo:
+    """A task's state from the result backend."""
+
+    id: str
+    state: str
+    result: Any
+
+
+ProgressCallback = Callable[[Progress], Awaitable[None] | None]
+
+
+class _TaskWatch:
+    """Collects one task's events until its ``on_return``."""
+
+    def __init__(self, on_progress: ProgressCallback | None) -> None:
+        self.on_progress = on_progress
+        self.done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.einfo: str | None = None
+
+    async def handle(self, event: str, payload: dict[str, Any]) -> None:
+        if event == events.ON_PROGRESS and self.on_progress is not None:
+            outcome = self.on_progress(
+                Progress(payload["task_id"], payload["current"], payload["total"], payload["info"])
+            )
+            if inspect.isawaitable(outcome):
+                await outcome
+        elif event == events.ON_FAILURE:
+            self.einfo = payload.get("einfo")
+        elif event == events.ON_RETURN and not self.done.done():
+            self.done.set_result(payload)
+
+
+class StirfriedClient:
+    """An asyncio client of one gateway, over python-socketio.
+
+    :param url: the gateway, e.g. ``http://127.0.0.1:8000``.
+    :param headers: sent when connecting (what ``stirfried_header_task_map`` reads).
+    :param serializer: ``"default"`` or ``"msgpack"``, as the gateway's ``socketio_serializer``.
+    :param timeout: seconds to wait for the connection and for each reply.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        serializer: str = "default",
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.url = url
+        self.timeout = timeout
+        self._headers = headers or {}
+        self._sio = socketio.AsyncClient(serializer=serializer)
+        self._watches: dict[str, _TaskWatch] = {}
+        self._early: collections.OrderedDict[str, list[tuple[str, dict[str, Any]]]] = (
+            collections.OrderedDict()
+        )
+        for event in events.ALL_EVENTS:
+            self._sio.on(event, self._dispatcher(event))
+
+    async def __aenter__(self) -> StirfriedClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        """Connect; raises StirfriedError naming the URL when the gateway cannot be reached."""
+        try:
+            await self._sio.connect(self.url, headers=self._headers, wait_timeout=self.timeout)
+        except socketio.exceptions.ConnectionError as error:
+            raise StirfriedError(f"cannot connect to {self.url}: {error}") from error
+
+    async def close(self) -> None:
+        """Disconnect (tasks keep running on the workers)."""
+        await self._sio.disconnect()
+
+    async def schedule(
+        self,
+        task_name: str,
+        *args: Any,
+        kwargs: dict[str, Any] | None = None,
+        chain: list[dict[str, Any]] | None = None,
+        room: str | None = None,
+    ) -> str:
+        """Schedule a task and return its id, without waiting for it."""
+        task: dict[str, Any] = {"task_name": task_name, "args": list(args), "kwargs": kwargs or {}}
+        if chain is not None:
+            task["chain"] = chain
+        if room is not None:
+            task["room"] = room
+        reply = await self._call("send_task", task)
+        task_id: str = reply["data"]
+        return task_id
+
+    async def run(
+        self,
+        task_name: str,
+        *args: Any,
+        kwargs: dict[str, Any] | None = None,
+        on_progress: ProgressCallback | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 -- a per-call limit, like python-socketio's call()
+    ) -> Any:
+        """Schedule a task and wait for its return value.
+
+        ``on_progress`` (a function or coroutine function) gets each :class:`Progress`
+        in order. Raises TaskFailed if the task fails, TaskTimeout if it does not
+        finish within ``timeout`` seconds (default: the client's timeout).
+        """
+        watch = _TaskWatch(on_progress)
+        task_id = await self.schedule(task_name, *args, kwargs=kwargs)
+        self._watches[task_id] = watch
+        try:
+            for event, payload in self._early.pop(task_id, []):
+                await watch.handle(event, payload)
+            limit = self.timeout if timeout is None else timeout
+            try:
+                returned = await asyncio.wait_for(asyncio.shield(watch.done), limit)
+            except TimeoutError as error:
+                raise TaskTimeout(
+                    f"task {task_name} ({task_id}) did not finish within {limit:g} s"
+                ) from error
+        finally:
+            self._watches.pop(task_id, None)
+        if returned["status"] != "SUCCESS":
+            raise TaskFailed(task_id, task_name, returned.get("retval"), watch.einfo)
+        return returned["retval"]
+
+    async def revoke(self, task_id: str) -> None:
+        """Revoke a task that has not started yet."""
+        await self._call("revoke_task", task_id)
+
+    async def info(self, task_id: str) -> TaskInfo:
+        """The task's state and result, from the gateway's result backend."""
+        reply = await self._call("task_info", task_id)
+        return TaskInfo(id=reply["id"], state=reply["state"], result=reply["result"])
+
+    async def _call(self, event: str, data: Any) -> dict[str, Any]:
+        try:
+            reply = await self._sio.call(event, data, timeout=self.timeout)
+        except socketio.exceptions.TimeoutError as error:
+            raise TaskTimeout(f"no reply to {event} within {self.timeout:g} s") from error
+        except socketio.exceptions.BadNamespaceError as error:
+            raise StirfriedError(f"not connected to {self.url}") from error
+        if not isinstance(reply, dict):
+            raise StirfriedError(f"unexpected reply to {event}: {reply!r}")
+        if reply.get("status") == "failed":
+            raise RequestFailed(str(reply.get("data")))
+        return reply
+
+    def _dispatcher(self, event: str) -> Callable[[Any], Coroutine[Any, Any, None]]:
+        async def dispatch(payload: Any) -> None:
+            if not isinstance(payload, dict) or not isinstance(payload.get("task_id"), str):
+                return
+            task_id = payload["task_id"]
+            watch = self._watches.get(task_id)
+            if watch is not None:
+                await watch.handle(event, payload)
+                return
+            self._early.setdefault(task_id, []).append((event, payload))
+            while len(self._early) > EARLY_EVENT_LIMIT:
+                self._early.popitem(last=False)
+
+        return dispatch
+
+
+class SyncStirfriedClient:
+    """The same API, blocking: runs a :class:`StirfriedClient` on a private event loop thread."""
+
+    def __init__(self, url: str, **options: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="stirfried-client", daemon=True)
+        self._thread.start()
+        self._client: StirfriedClient = self._wait(self._create(url, options))
+
+    async def _create(self, url: str, options: dict[str, Any]) -> StirfriedClient:
+        return StirfriedClient(url, **options)
+
+    def __enter__(self) -> SyncStirfriedClient:
+        self.connect()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        self._wait(self._client.connect())
+
+    def close(self) -> None:
+        """Disconnect and stop the loop thread."""
+        try:
+            self._wait(self._client.close())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+
+    def schedule(self, task_name: str, *args: Any, **options: Any) -> str:
+        return self._wait(self._client.schedule(task_name, *args, **options))
+
+    def run(
+        self,
+        task_name: str,
+        *args: Any,
+        on_progress: Callable[[Progress], None] | None = None,
+        **options: Any,
+    ) -> Any:
+        """Schedule and wait; ``on_progress`` runs on the client's loop thread."""
+        return self._wait(self._client.run(task_name, *args, on_progress=on_progress, **options))
+
+    def revoke(self, task_id: str) -> None:
+        self._wait(self._client.revoke(task_id))
+
+    def info(self, task_id: str) -> TaskInfo:
+        return self._wait(self._client.info(task_id))
+
+    def _wait(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        return future.result()
