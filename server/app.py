@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -14,6 +13,7 @@ from aiohttp import web
 from stirfried.config import Config
 from stirfried.server.app_keys import CELERY, CONFIG, SOCKETIO
 from stirfried.server.celery_facade import CeleryFacade
+from stirfried.server.example_page import example_page_routes
 from stirfried.server.http_api import http_routes, json_errors
 from stirfried.server.socketio_api import SocketIOApi
 from stirfried.server.socketio_server import create_socketio_server
@@ -21,7 +21,6 @@ from stirfried.settings import ConfigError
 
 logger = logging.getLogger(__name__)
 
-CLIENT_CLOSE_TIMEOUT = 2.0
 UNSAFE_SERIALIZERS = frozenset({"pickle", "application/x-python-serialize", "yaml"})
 
 
@@ -44,6 +43,8 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_close_celery)
     if settings.enable_http:
         app.add_routes(http_routes(settings))
+    if settings.example_page:
+        app.add_routes(example_page_routes(config))
     if settings.enable_socketio:
         sio = create_socketio_server(config)
         sio.attach(app)
@@ -106,16 +107,20 @@ async def _start_event_relay(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _disconnect_socketio_clients(app: web.Application) -> None:
-    # An open websocket would hold the server's shutdown until aiohttp's
-    # timeout. Closing at the Engine.IO level (not a Socket.IO "server
-    # disconnect") makes standard clients reconnect, e.g. to another gateway.
-    # Engine.IO's close waits until the client has fetched the close packet,
-    # which a long-polling client that went away never does: bound the wait.
+    """Close every client's connection so that it reconnects, e.g. to another gateway.
+
+    An open websocket would otherwise hold the shutdown until aiohttp's timeout.
+    Closing at the Engine.IO level (not a Socket.IO "server disconnect") is what
+    makes standard clients reconnect.
+    """
     engine = app[SOCKETIO].eio
-    closing = [socket.close(reason=engine.reason.SERVER_DISCONNECT) for socket in engine.sockets.values()]
-    if closing:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*closing), CLIENT_CLOSE_TIMEOUT)
+    for socket in list(engine.sockets.values()):
+        # Queue the close packet without waiting for a client to fetch it (a
+        # long-polling client that went away never would); the None after it
+        # ends Engine.IO's websocket writer, which then closes the websocket
+        # instead of waiting for the browser to.
+        await socket.close(wait=False, reason=engine.reason.SERVER_DISCONNECT)
+        socket.queue.put_nowait(None)
 
 
 async def _shutdown_socketio(app: web.Application) -> AsyncIterator[None]:

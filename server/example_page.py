@@ -1,0 +1,35 @@
+"""The example page: pick an example task, send it, watch its events arrive.
+
+Static files, no build step; the Socket.IO client is the npm package's own
+build, vendored under ``static/vendor`` (see ``tools/vendor-socketio-client.sh``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from stirfried.config import Config
+
+STATIC_DIRECTORY = Path(__file__).parent / "static"
+CLIENT_SCRIPTS = {"default": "socket.io.min.js", "msgpack": "socket.io.msgpack.min.js"}
+
+
+def render_index(config: Config) -> str:
+    """The page, told which Socket.IO serializer the gateway speaks."""
+    serializer = config.socketio.get("serializer", "default")
+    template = (STATIC_DIRECTORY / "index.html").read_text(encoding="utf-8")
+    return template.replace("{{serializer}}", serializer).replace(
+        "{{client_script}}", CLIENT_SCRIPTS[serializer]
+    )
+
+
+def example_page_routes(config: Config) -> list[web.AbstractRouteDef]:
+    """``GET /`` and ``/static/...``; the page is rendered once, here."""
+    index = render_index(config)
+
+    async def show_index(request: web.Request) -> web.Response:
+        return web.Response(text=index, content_type="text/html")
+
+    return [web.get("/", show_index), web.static("/static", STATIC_DIRECTORY)]

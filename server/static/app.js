@@ -1,0 +1,162 @@
+// The Stirfried example page: schedule example tasks and watch their events live.
+// Uses the Socket.IO JavaScript client (vendored from npm: socket.io-client).
+"use strict";
+
+const EXAMPLE_ARGS = {
+  add: ["[2, 3]", "{}"],
+  count_to: ["[10]", '{"delay": 0.3}'],
+  fail: ['["something went wrong"]', "{}"],
+  flaky: ["[2]", "{}"],
+  sleep: ["[5]", "{}"],
+};
+const FINISHED = new Set(["SUCCESS", "FAILURE", "REVOKED"]);
+
+const socket = io({ transports: ["websocket", "polling"] });
+const rows = new Map(); // task id -> {row, state}
+let connectedBefore = false;
+
+const $ = (selector) => document.querySelector(selector);
+
+function setConnection(text, cls) {
+  const badge = $("#connection");
+  badge.textContent = text;
+  badge.className = "status " + cls;
+}
+
+socket.on("connect", () => {
+  setConnection(connectedBefore ? "connected (reconnected)" : "connected", "connected");
+  connectedBefore = true;
+  // Events sent while we were away are lost: ask for the state of unfinished tasks.
+  for (const taskId of rows.keys()) {
+    if (!FINISHED.has(rows.get(taskId).state)) requestInfo(taskId);
+  }
+});
+socket.on("disconnect", () => setConnection("disconnected, reconnecting…", "disconnected"));
+socket.io.on("reconnect_attempt", () => setConnection("disconnected, reconnecting…", "disconnected"));
+
+function cell(row, name) {
+  return row.querySelector("td." + name);
+}
+
+function setState(taskId, state) {
+  const entry = rows.get(taskId);
+  if (!entry) return;
+  entry.state = state;
+  const stateCell = cell(entry.row, "state");
+  stateCell.textContent = state;
+  stateCell.className = "state state-" + state;
+}
+
+function setResult(taskId, text) {
+  const entry = rows.get(taskId);
+  if (entry) cell(entry.row, "result").textContent = text;
+}
+
+function show(value) {
+  return typeof value === "string" ? value : JSON.stringify(value);
+}
+
+function addRow(taskId, taskName) {
+  const row = document.createElement("tr");
+  row.dataset.taskId = taskId;
+  for (const name of ["name", "id", "state", "progress", "result", "actions"]) {
+    const td = document.createElement("td");
+    td.className = name;
+    row.appendChild(td);
+  }
+  cell(row, "name").textContent = taskName;
+  cell(row, "id").textContent = taskId.slice(0, 8);
+  cell(row, "id").title = taskId;
+  const bar = document.createElement("progress");
+  bar.max = 1;
+  bar.value = 0;
+  const label = document.createElement("span");
+  label.className = "progress-info";
+  cell(row, "progress").append(bar, " ", label);
+  for (const [text, action] of [["Revoke", revoke], ["Info", requestInfo]]) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = text;
+    button.className = text.toLowerCase();
+    button.addEventListener("click", () => action(taskId));
+    cell(row, "actions").appendChild(button);
+  }
+  $("#tasks tbody").prepend(row);
+  rows.set(taskId, { row, state: "PENDING" });
+  setState(taskId, "PENDING");
+}
+
+function revoke(taskId) {
+  socket.emit("revoke_task", taskId, (reply) => {
+    if (reply && reply.status === "success") setResult(taskId, "revoke requested");
+  });
+}
+
+function requestInfo(taskId) {
+  socket.emit("task_info", taskId, (reply) => {
+    if (!reply || reply.status === "failed") {
+      setResult(taskId, "info failed: " + (reply ? reply.data : "no reply"));
+      return;
+    }
+    setState(taskId, reply.state);
+    if (reply.result !== null && reply.result !== undefined) setResult(taskId, show(reply.result));
+  });
+}
+
+socket.on("on_progress", (event) => {
+  const entry = rows.get(event.task_id);
+  if (!entry) return;
+  const bar = cell(entry.row, "progress").querySelector("progress");
+  bar.max = event.total;
+  bar.value = event.current;
+  cell(entry.row, "progress").querySelector(".progress-info").textContent =
+    `${Math.round((100 * event.current) / event.total)}%` + (event.info ? ` ${show(event.info)}` : "");
+  if (!FINISHED.has(entry.state)) setState(event.task_id, "PROGRESS");
+});
+socket.on("on_retry", (event) => {
+  const entry = rows.get(event.task_id);
+  if (!entry) return;
+  entry.retries = (entry.retries || 0) + 1;
+  setState(event.task_id, `RETRY (${entry.retries})`);
+});
+socket.on("on_success", (event) => {
+  setState(event.task_id, "SUCCESS");
+  setResult(event.task_id, show(event.retval));
+  const entry = rows.get(event.task_id);
+  if (entry) {
+    const bar = cell(entry.row, "progress").querySelector("progress");
+    bar.value = bar.max; // a task that reports no progress is still complete
+  }
+});
+socket.on("on_failure", (event) => {
+  setState(event.task_id, "FAILURE");
+  if (event.einfo) setResult(event.task_id, event.einfo.trim().split("\n").pop());
+});
+socket.on("on_return", (event) => {
+  if (event.status === "FAILURE") setResult(event.task_id, event.retval ? show(event.retval) : "failed (no details)");
+});
+
+$("#task-name").addEventListener("change", (e) => {
+  const [args, kwargs] = EXAMPLE_ARGS[e.target.value];
+  $("#task-args").value = args;
+  $("#task-kwargs").value = kwargs;
+});
+
+$("#send-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  $("#form-error").textContent = "";
+  let args, kwargs;
+  try {
+    args = JSON.parse($("#task-args").value || "[]");
+    kwargs = JSON.parse($("#task-kwargs").value || "{}");
+  } catch (error) {
+    $("#form-error").textContent = "args and kwargs must be JSON: " + error.message;
+    return;
+  }
+  const taskName = $("#task-name").value;
+  socket.timeout(10000).emit("send_task", { task_name: taskName, args, kwargs }, (error, reply) => {
+    if (error) $("#form-error").textContent = "no reply from the gateway";
+    else if (reply.status !== "success") $("#form-error").textContent = reply.data;
+    else addRow(reply.data, taskName);
+  });
+});

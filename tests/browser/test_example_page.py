@@ -1,0 +1,208 @@
+"""The example page in headless Chromium, against a gateway process and the example worker.
+
+Chromium and ChromeDriver are Debian's (``chromium``, ``chromium-driver``);
+``tools/run-tests.sh`` installs them. Selenium is pointed at both binaries, so
+it never downloads a browser of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from tests import services
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+ARTIFACTS = services.REPOSITORY / "test-artifacts"
+EXAMPLE_QUEUE = "stirfried-browser-examples"
+
+
+@pytest.fixture(scope="module")
+def example_config(redis_url: str, broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("browser")
+    return services.write_config(
+        directory / "stirfried.yaml",
+        {
+            "broker_url": broker_url,
+            "result_backend": redis_url,
+            "task_default_queue": EXAMPLE_QUEUE,
+            "worker_prefetch_multiplier": 1,
+            "stirfried_redis_url": redis_url,
+            "stirfried_example_page": True,
+            "stirfried_error_info": True,
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def example_worker(example_config: Path) -> Iterator[None]:
+    """``celery -A stirfried.examples worker`` with two processes."""
+    services.purge_queues(services.load_config(example_config).celery["broker_url"], [EXAMPLE_QUEUE])
+    environment = {**os.environ, "STIRFRIED_CONFIG": str(example_config)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "stirfried.examples", "worker", "--concurrency", "2",
+         "--queues", EXAMPLE_QUEUE, "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
+        env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+class GatewayProcess:
+    """``stirfried-server`` on a fixed port, so a browser can reconnect after a restart."""
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.port = services.free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "stirfried.server", "--config", str(self.config), "--port", str(self.port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(self.url, timeout=1):
+                    return
+            except OSError:
+                assert self.process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(30)
+
+
+@pytest.fixture
+def gateway_process(example_config: Path, example_worker: None) -> Iterator[GatewayProcess]:
+    gateway = GatewayProcess(example_config)
+    gateway.start()
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+@pytest.fixture
+def browser(gateway_process: GatewayProcess) -> Iterator[WebDriver]:
+    """Headless Chromium; its screenshot is taken while the gateway still runs."""
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not shutil.which(path)]
+    if missing:
+        pytest.fail(
+            f"{', '.join(missing)} not found: install Debian's chromium and chromium-driver "
+            "(tools/run-tests.sh does)"
+        )
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--window-size=1200,800"):  # fmt: skip
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "example-page.png"))
+        driver.quit()
+
+
+def wait_until(driver: WebDriver, condition: Any, timeout: float = 30) -> Any:
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda _: condition())
+
+
+def send(driver: WebDriver, task_name: str, args: str) -> WebElement:
+    """Schedule a task from the form; return its new row."""
+    before = len(driver.find_elements(By.CSS_SELECTOR, "#tasks tbody tr"))
+    Select(driver.find_element(By.ID, "task-name")).select_by_value(task_name)
+    field = driver.find_element(By.ID, "task-args")
+    field.clear()
+    field.send_keys(args)
+    driver.find_element(By.ID, "send").click()
+    wait_until(driver, lambda: len(driver.find_elements(By.CSS_SELECTOR, "#tasks tbody tr")) > before)
+    row: WebElement = driver.find_elements(By.CSS_SELECTOR, "#tasks tbody tr")[0]  # newest first
+    return row
+
+
+def text_of(row: WebElement, name: str) -> str:
+    return row.find_element(By.CSS_SELECTOR, f"td.{name}").text
+
+
+def open_page(browser: WebDriver, gateway: GatewayProcess) -> None:
+    browser.get(gateway.url)
+    wait_until(browser, lambda: browser.find_element(By.ID, "connection").text == "connected")
+
+
+def test_progress_task_fills_the_bar_and_shows_the_result(browser, gateway_process):
+    open_page(browser, gateway_process)
+
+    row = send(browser, "count_to", "[5]")
+
+    wait_until(browser, lambda: text_of(row, "state") == "SUCCESS")
+    bar = row.find_element(By.TAG_NAME, "progress")
+    assert (bar.get_attribute("value"), bar.get_attribute("max")) == ("5", "5")
+    assert text_of(row, "progress").startswith("100% step 5 of 5")
+    assert text_of(row, "result") == "5"
+
+
+def test_failing_task_shows_its_error(browser, gateway_process):
+    open_page(browser, gateway_process)
+
+    row = send(browser, "fail", '["the disk is full"]')
+
+    wait_until(browser, lambda: text_of(row, "state") == "FAILURE")
+    wait_until(browser, lambda: text_of(row, "result") == "ValueError: the disk is full")
+
+
+def test_revoked_queued_task_never_runs(browser, gateway_process):
+    open_page(browser, gateway_process)
+    blockers = [send(browser, "sleep", "[2]") for _ in range(2)]  # both worker processes busy
+
+    queued = send(browser, "add", "[1, 2]")
+    queued.find_element(By.CSS_SELECTOR, "button.revoke").click()
+    wait_until(browser, lambda: text_of(queued, "result") == "revoke requested")
+    for blocker in blockers:
+        wait_until(browser, lambda blocker=blocker: text_of(blocker, "state") == "SUCCESS")
+
+    def revoked() -> bool:
+        queued.find_element(By.CSS_SELECTOR, "button.info").click()
+        time.sleep(0.2)
+        return text_of(queued, "state") == "REVOKED"
+
+    wait_until(browser, revoked, timeout=15)
+
+
+def test_page_reports_a_gateway_restart_and_recovers(browser, gateway_process):
+    open_page(browser, gateway_process)
+
+    gateway_process.stop()
+    wait_until(browser, lambda: "disconnected" in browser.find_element(By.ID, "connection").text)
+    gateway_process.start()
+    wait_until(browser, lambda: browser.find_element(By.ID, "connection").text == "connected (reconnected)")
+
+    row = send(browser, "add", "[20, 22]")
+    wait_until(browser, lambda: text_of(row, "result") == "42")
