@@ -20,6 +20,7 @@ from celery import states
 from celery.backends.base import DisabledBackend
 from kombu.exceptions import EncodeError
 
+from stirfried.server.metrics import GatewayMetrics
 from stirfried.server.scheduling import PublishPlan
 from stirfried.server.task_request import InvalidRequest
 
@@ -57,9 +58,10 @@ class TaskState:
 class CeleryFacade:
     """Async access to a Celery app's publish, revoke and result APIs."""
 
-    def __init__(self, app: celery.Celery, threads: int, timeout: float) -> None:
+    def __init__(self, app: celery.Celery, threads: int, timeout: float, metrics: GatewayMetrics) -> None:
         self._app = app
         self._timeout = timeout
+        self._metrics = metrics
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=threads, thread_name_prefix="stirfried-celery"
         )
@@ -78,18 +80,22 @@ class CeleryFacade:
 
     async def publish(self, plan: PublishPlan) -> str:
         """Send the planned task (and its chain); return the main task's id."""
-        await self._run("publish the task", self._publish_blocking, plan)
+        await self._run("publish", "publish the task", self._publish_blocking, plan)
         return plan.main.task_id
 
     async def revoke(self, task_id: str) -> None:
         """Ask every worker to drop the task if it has not started yet."""
-        await self._run("revoke the task", self._app.control.revoke, task_id)
+        await self._run("revoke", "revoke the task", self._app.control.revoke, task_id)
 
     async def task_state(self, task_id: str) -> TaskState:
         """Read a task's state and result from the result backend."""
         if isinstance(self._app.backend, DisabledBackend):
             raise ResultBackendMissing("no Celery result backend is configured")
-        return await self._run("read the task result", self._read_state_blocking, task_id)
+        return await self._run("result", "read the task result", self._read_state_blocking, task_id)
+
+    async def check_broker(self) -> None:
+        """Raise CeleryUnavailable unless the broker accepts a connection in time."""
+        await self._run("broker_check", "reach the broker", self._check_broker_blocking)
 
     async def close(self) -> None:
         """Let running calls finish, then release the thread pool and broker connections."""
@@ -99,11 +105,19 @@ class CeleryFacade:
         self._executor.shutdown(wait=True, cancel_futures=False)
         self._app.close()
 
-    async def _run(self, what: str, function: Callable[..., T], *args: Any) -> T:
+    async def _run(self, operation: str, what: str, function: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
+        self._metrics.executor_pending.inc()
+        started = loop.time()
+
+        def finished(_: asyncio.Future[T]) -> None:
+            self._metrics.executor_pending.dec()
+            self._metrics.celery_call_seconds.labels(operation).observe(loop.time() - started)
+
         future = loop.run_in_executor(self._executor, function, *args)
+        future.add_done_callback(finished)
         try:
-            return await asyncio.wait_for(future, self._timeout)
+            return await asyncio.wait_for(asyncio.shield(future), self._timeout)
         except EncodeError as error:
             raise InvalidRequest(f"the task's arguments cannot be serialized: {error}") from error
         except TimeoutError as error:
@@ -137,6 +151,11 @@ class CeleryFacade:
             link=link,
             retry_policy=self._retry_policy,
         )
+
+    def _check_broker_blocking(self) -> None:
+        with self._app.pool.acquire(block=True, timeout=self._timeout) as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0, timeout=self._timeout)
+            connection.default_channel  # noqa: B018 -- opening a channel talks to the broker
 
     def _read_state_blocking(self, task_id: str) -> TaskState:
         meta = self._app.backend.get_task_meta(task_id)

@@ -10,16 +10,10 @@ from typing import Any
 from aiohttp import web
 
 from stirfried.server import replies
-from stirfried.server.app_keys import CELERY, CONFIG
+from stirfried.server.app_keys import CELERY, CONFIG, SCHEDULER
 from stirfried.server.celery_facade import CeleryUnavailable, ResultBackendMissing
-from stirfried.server.scheduling import mapped_headers, plan_publish
-from stirfried.server.task_request import (
-    InvalidRequest,
-    RequestRejected,
-    check_allowed,
-    parse_task_id,
-    parse_task_request,
-)
+from stirfried.server.scheduling import mapped_headers
+from stirfried.server.task_request import InvalidRequest, RequestRejected, parse_task_id
 from stirfried.settings import StirfriedSettings
 
 logger = logging.getLogger(__name__)
@@ -34,12 +28,13 @@ def json_response(body: Any, status: int = 200) -> web.Response:
 async def schedule_task(request: web.Request) -> web.Response:
     """``POST /task``: publish the task object in the body; 201 with the task id."""
     settings = request.app[CONFIG].stirfried
-    task = parse_task_request(await _json_body(request))
-    check_allowed(task, settings.available_tasks)
-    headers = mapped_headers(request.headers, settings)
-    plan = plan_publish(task, settings.sentinel_room, headers, settings)
-    task_id = await request.app[CELERY].publish(plan)
-    logger.info("scheduled task %s id=%s api=http client=%s", task.call.name, task_id, request.remote)
+    task_id = await request.app[SCHEDULER].schedule(
+        await _json_body(request),
+        default_room=settings.sentinel_room,
+        headers=mapped_headers(request.headers, settings),
+        api="http",
+        client=str(request.remote),
+    )
     return json_response(replies.succeeded(task_id), status=201)
 
 

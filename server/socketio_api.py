@@ -20,13 +20,9 @@ from stirfried.server.celery_facade import (
     CeleryUnavailable,
     ResultBackendMissing,
 )
-from stirfried.server.scheduling import mapped_headers, plan_publish
-from stirfried.server.task_request import (
-    RequestRejected,
-    check_allowed,
-    parse_task_id,
-    parse_task_request,
-)
+from stirfried.server.scheduler import TaskScheduler
+from stirfried.server.scheduling import mapped_headers
+from stirfried.server.task_request import RequestRejected, parse_task_id
 from stirfried.settings import StirfriedSettings
 
 logger = logging.getLogger(__name__)
@@ -43,10 +39,17 @@ class ClientContext:
 
 
 class SocketIOApi:
-    """The handlers, bound to one gateway's Celery facade and settings."""
+    """The handlers, bound to one gateway's scheduler, Celery facade and settings."""
 
-    def __init__(self, sio: socketio.AsyncServer, celery: CeleryFacade, settings: StirfriedSettings) -> None:
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        scheduler: TaskScheduler,
+        celery: CeleryFacade,
+        settings: StirfriedSettings,
+    ) -> None:
         self._sio = sio
+        self._scheduler = scheduler
         self._celery = celery
         self._settings = settings
 
@@ -81,12 +84,10 @@ class SocketIOApi:
         return replies.failed(f"unknown event {event!r}")
 
     async def _send_task(self, sid: str, data: Any) -> Reply:
-        task = parse_task_request(data)
-        check_allowed(task, self._settings.available_tasks)
         context = await self._context(sid)
-        plan = plan_publish(task, sid, context.headers, self._settings)
-        task_id = await self._celery.publish(plan)
-        logger.info("scheduled task %s id=%s api=socketio client=%s", task.call.name, task_id, sid)
+        task_id = await self._scheduler.schedule(
+            data, default_room=sid, headers=context.headers, api="socketio", client=sid
+        )
         return replies.succeeded(task_id)
 
     async def _revoke_task(self, sid: str, data: Any) -> Reply:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import engineio
 import socketio
 
 from stirfried.config import SOCKETIO_PREFIX, Config
+from stirfried.server.event_relay import RelayingRedisManager
 from stirfried.settings import ConfigError
 
 # Set by the gateway itself: the web framework, and the Redis manager that
@@ -44,9 +46,14 @@ def socketio_options(config: Config) -> dict[str, Any]:
     return dict(config.socketio)
 
 
-def create_socketio_server(config: Config) -> socketio.AsyncServer:
-    """An aiohttp-mode server; with ``stirfried_redis_url``, events cross processes via Redis."""
+def create_socketio_server(
+    config: Config, on_event: Callable[[str], None] = lambda name: None
+) -> socketio.AsyncServer:
+    """An aiohttp-mode server; with ``stirfried_redis_url``, events cross processes via Redis.
+
+    ``on_event`` is called with the name of each event relayed from Redis.
+    """
     options = socketio_options(config)
     redis_url = config.stirfried.redis_url
-    manager = socketio.AsyncRedisManager(redis_url) if redis_url else None
+    manager = RelayingRedisManager(redis_url, on_event) if redis_url else None
     return socketio.AsyncServer(async_mode="aiohttp", client_manager=manager, **options)

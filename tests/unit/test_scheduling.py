@@ -44,3 +44,12 @@ def test_chain_runs_in_reverse_array_order_after_the_main_task():
     assert [plan.main.name, *(task.name for task in plan.followers)] == ["main", "c", "b"]
     assert all(task.kwargs["room"] == "sid" for task in (plan.main, *plan.followers))
     assert len({plan.main.task_id, *(task.task_id for task in plan.followers)}) == 3
+
+
+def test_task_name_labels_are_bounded():
+    from stirfried.server.metrics import OTHER_TASK_NAME, TaskNameLabels
+
+    open_labels = TaskNameLabels((), limit=2)
+    assert [open_labels(name) for name in ("a", "b", "c", "a")] == ["a", "b", OTHER_TASK_NAME, "a"]
+    allowlisted = TaskNameLabels(("add",))
+    assert [allowlisted(name) for name in ("add", "anything")] == ["add", OTHER_TASK_NAME]

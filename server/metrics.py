@@ -1,0 +1,88 @@
+"""Prometheus metrics of one gateway process, in a registry of its own.
+
+Collected always (it is cheap); exposed at ``/metrics`` unless
+``stirfried_metrics`` is off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# A client may schedule any task name; labels must not grow without bound.
+MAX_TASK_NAME_LABELS = 200
+OTHER_TASK_NAME = "(other)"
+
+
+class TaskNameLabels:
+    """Task names as metric labels: the allowlist if there is one, else the first names seen."""
+
+    def __init__(self, allowed: tuple[str, ...], limit: int = MAX_TASK_NAME_LABELS) -> None:
+        self._seen = set(allowed)
+        self._limit = len(self._seen) if allowed else limit
+
+    def __call__(self, task_name: str) -> str:
+        if task_name in self._seen:
+            return task_name
+        if len(self._seen) < self._limit:
+            self._seen.add(task_name)
+            return task_name
+        return OTHER_TASK_NAME
+
+
+@dataclasses.dataclass(frozen=True)
+class GatewayMetrics:
+    """The gateway's metrics; one instance per application."""
+
+    registry: CollectorRegistry
+    task_name: TaskNameLabels
+    tasks_scheduled: Counter
+    tasks_rejected: Counter
+    events_relayed: Counter
+    socketio_clients: Gauge
+    executor_pending: Gauge
+    celery_call_seconds: Histogram
+    http_request_seconds: Histogram
+
+    @classmethod
+    def create(cls, allowed_tasks: tuple[str, ...]) -> GatewayMetrics:
+        registry = CollectorRegistry()
+        return cls(
+            registry=registry,
+            task_name=TaskNameLabels(allowed_tasks),
+            tasks_scheduled=Counter(
+                "stirfried_tasks_scheduled", "Tasks published to the broker.",
+                ["task_name", "api"], registry=registry,
+            ),
+            tasks_rejected=Counter(
+                "stirfried_tasks_rejected", "Task requests refused, by reason.",
+                ["task_name", "api", "reason"], registry=registry,
+            ),
+            events_relayed=Counter(
+                "stirfried_events_relayed", "Worker events relayed to this gateway's clients.",
+                ["event"], registry=registry,
+            ),
+            socketio_clients=Gauge(
+                "stirfried_socketio_clients", "Connected Socket.IO clients.", registry=registry
+            ),
+            executor_pending=Gauge(
+                "stirfried_executor_pending", "Celery calls queued or running in the thread pool.",
+                registry=registry,
+            ),
+            celery_call_seconds=Histogram(
+                "stirfried_celery_call_seconds", "Duration of blocking Celery calls.",
+                ["operation"], registry=registry,
+                buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            ),
+            http_request_seconds=Histogram(
+                "stirfried_http_request_seconds", "HTTP request duration.",
+                ["route", "method", "status"], registry=registry,
+                buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            ),
+        )  # fmt: skip
+
+    def count_clients_with(self, count: Callable[[], int]) -> None:
+        """Read the number of connected clients from ``count`` at scrape time."""
+        self.socketio_clients.set_function(lambda: float(count()))
