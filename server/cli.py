@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
-import logging
+import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
+import yaml
 from aiohttp import web
 
-from stirfried.config import config_path_from_environment, load_config
+from stirfried.config import SOCKETIO_PREFIX, Config, config_path_from_environment, load_config
 from stirfried.server.app import create_app
 from stirfried.server.embedded_redis import embedded_redis
 from stirfried.server.example_worker import example_worker
+from stirfried.server.logs import configure_logging, mask_secrets
+from stirfried.server.systemd import notify
 from stirfried.settings import ConfigError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 # How long a stopping gateway waits for open requests before closing them.
 SHUTDOWN_TIMEOUT = 10.0
+SECRET_KEY_PARTS = ("password", "secret", "token")
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -39,6 +45,11 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="also run a Celery worker with the example tasks (development)",
     )
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the configuration, print the effective settings (secrets masked), exit",
+    )
     arguments = parser.parse_args(argv)
     if not arguments.config:
         parser.error("no configuration: pass --config PATH or set STIRFRIED_CONFIG")
@@ -47,29 +58,63 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = parse_arguments(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = load_config(arguments.config)
+        if arguments.check_config:
+            create_app(config)  # runs every check the gateway makes at start, without I/O
+            print(effective_settings(config), end="")
+            return 0
+        configure_logging(config.stirfried.log_level, config.stirfried.log_json)
         with contextlib.ExitStack() as stack:
             config = stack.enter_context(embedded_redis(config))
             app = create_app(config)
             if arguments.example_worker:
                 stack.enter_context(example_worker(config, arguments.config))
-            web.run_app(
-                app,
-                host=arguments.host,
-                port=arguments.port,
-                shutdown_timeout=SHUTDOWN_TIMEOUT,
-                print=_announce,
-            )
+            asyncio.run(serve(app, arguments.host, arguments.port))
     except ConfigError as error:
         print(f"stirfried-server: configuration error: {error}", file=sys.stderr)
         return 2
     return 0
 
 
-def _announce(message: str) -> None:
-    print(message.replace("======== ", "").replace(" ========", ""), flush=True)
+async def serve(app: web.Application, host: str, port: int) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully.
+
+    systemd hears READY=1 once the port listens and STOPPING=1 when shutdown
+    starts. Shutdown stops accepting, disconnects Socket.IO clients (they
+    reconnect elsewhere), lets requests and Celery calls in flight finish within
+    SHUTDOWN_TIMEOUT, then closes Redis and broker connections.
+    """
+    runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        print(f"Stirfried gateway on http://{host}:{port} (Ctrl-C stops it)", flush=True)
+        notify("READY=1")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signal_number in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signal_number, stop.set)
+        await stop.wait()
+        notify("STOPPING=1")
+    finally:
+        await runner.cleanup()
+
+
+def effective_settings(config: Config) -> str:
+    """The configuration as the gateway uses it, in flat keys, as YAML with secrets masked."""
+    flat: dict[str, Any] = config.as_flat()
+    flat.update({SOCKETIO_PREFIX + key: value for key, value in config.socketio.items()})
+    masked = {key: _masked(key, value) for key, value in sorted(flat.items())}
+    return yaml.safe_dump(masked, sort_keys=False)
+
+
+def _masked(key: str, value: Any) -> Any:
+    if any(part in key for part in SECRET_KEY_PARTS) and value:
+        return "***"
+    if isinstance(value, str):
+        return mask_secrets(value)
+    return value
 
 
 if __name__ == "__main__":

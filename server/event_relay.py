@@ -50,17 +50,16 @@ async def start_event_relay(app: web.Application) -> AsyncIterator[None]:
 
 
 async def disconnect_clients(app: web.Application) -> None:
-    """Close every client's connection so that it reconnects, e.g. to another gateway.
+    """Drop every client's connection so that it reconnects, e.g. to another gateway.
 
     An open websocket would otherwise hold the shutdown until aiohttp's timeout.
-    Closing at the Engine.IO level (not a Socket.IO "server disconnect") is what
-    makes standard clients reconnect.
+    The transport is closed without Engine.IO's close packet: python-socketio
+    clients take that packet as a deliberate disconnect and stay away, while
+    a lost transport makes every standard client reconnect.
     """
     engine = app[SOCKETIO].eio
     for socket in list(engine.sockets.values()):
-        # Queue the close packet without waiting for a client to fetch it (a
-        # long-polling client that went away never would); the None after it
-        # ends Engine.IO's websocket writer, which then closes the websocket
-        # instead of waiting for the browser to.
-        await socket.close(wait=False, reason=engine.reason.SERVER_DISCONNECT)
+        await socket.close(wait=False, abort=True, reason=engine.reason.SERVER_DISCONNECT)
+        # None ends Engine.IO's websocket writer, which then closes the
+        # websocket instead of waiting for the client to.
         socket.queue.put_nowait(None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,8 +16,12 @@ Event = tuple[str, Any]
 class EventClient:
     """A real ``socketio.AsyncClient`` plus a log of every event it received."""
 
-    def __init__(self, headers: dict[str, str] | None = None, serializer: str = "default") -> None:
-        self.sio = socketio.AsyncClient(reconnection=False, serializer=serializer)
+    def __init__(
+        self, headers: dict[str, str] | None = None, serializer: str = "default", reconnection: bool = False
+    ) -> None:
+        self.sio = socketio.AsyncClient(
+            reconnection=reconnection, reconnection_delay=0.2, reconnection_delay_max=1, serializer=serializer
+        )
         self.headers = headers or {}
         self.events: list[Event] = []
         self._changed = asyncio.Event()
@@ -65,10 +70,9 @@ class EventClient:
             if remaining <= 0:
                 raise AssertionError(f"timed out; events so far: {self.events!r}")
             self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
-                pass
+            # Wake on new events, and now and then for conditions events do not signal.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.1))
         return self.events
 
     async def wait_for_event(self, name: str, task_id: str, timeout: float = 20) -> Any:

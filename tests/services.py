@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import socket
 import subprocess
@@ -116,43 +117,89 @@ def free_port() -> int:
         return port
 
 
-@contextlib.asynccontextmanager
-async def gateway_process(config_path: Path, log_path: Path) -> AsyncIterator[str]:
-    """Run ``stirfried-server`` in its own process; yield its base URL once it serves.
+@dataclasses.dataclass
+class RunningGateway:
+    """A ``stirfried-server`` process and its base URL."""
 
-    Waits run in a thread: the test's event loop must stay free to answer the
-    gateway's websocket close handshake while the gateway shuts down.
-    """
+    url: str
+    process: subprocess.Popen[bytes]
+
+    async def stop(self) -> None:
+        """SIGTERM, then wait for a graceful exit (in a thread: the test's loop must keep
+        answering the gateway's websocket close handshake)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            await asyncio.to_thread(self.process.wait, 30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+
+
+@contextlib.asynccontextmanager
+async def gateway_process(config_path: Path, log_path: Path) -> AsyncIterator[RunningGateway]:
+    """Run ``stirfried-server`` in its own process until it serves; stop it afterwards."""
     port = free_port()
     command = [sys.executable, "-m", "stirfried.server", "--config", str(config_path), "--port", str(port)]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    gateway = RunningGateway(f"http://127.0.0.1:{port}", process)
     try:
         deadline = time.monotonic() + 30
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"gateway exited: {log_path.read_text()[-3000:]}")
             try:
-                await asyncio.to_thread(
-                    urllib.request.urlopen, url + "/socket.io/?EIO=4&transport=polling", timeout=1
-                )
+                await asyncio.to_thread(http_get, gateway.url + "/healthz")
                 break
             except OSError:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.1)
-        yield url
+        yield gateway
     finally:
-        process.terminate()
-        try:
-            await asyncio.to_thread(process.wait, 30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
+        await gateway.stop()
 
 
 def http_get(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=2) as response:
         body: bytes = response.read()
         return body
+
+
+class SwitchableProxy:
+    """A TCP proxy on 127.0.0.1 whose upstream port can change: a stand-in for a load balancer."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def _handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        except OSError:
+            client_writer.close()
+            return
+        await asyncio.gather(
+            self._pipe(client_reader, upstream_writer), self._pipe(upstream_reader, client_writer)
+        )
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()

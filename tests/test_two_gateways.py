@@ -12,7 +12,7 @@ async def test_clients_of_two_gateway_processes_each_receive_only_their_own_even
     config_path = services.write_config(tmp_path / "gateway-b.yaml", gateway_config())
     async with services.gateway_process(config_path, tmp_path / "gateway-b.log") as gateway_b:
         on_a = await connect(gateway)
-        on_b = await connect(gateway_b)
+        on_b = await connect(gateway_b.url)
 
         task_a = await on_a.send_task({"task_name": "progress", "args": [3]})
         task_b = await on_b.send_task({"task_name": "progress", "args": [3]})

