@@ -14,9 +14,10 @@ def succeeded(data: Any) -> dict[str, Any]:
     return {"status": "success", "data": data}
 
 
-def failed(message: str) -> dict[str, Any]:
-    """``{"status": "failed", "data": "<what is wrong>"}``."""
-    return {"status": "failed", "data": message}
+def failed(data: Any) -> dict[str, Any]:
+    """``{"status": "failed", "data": ...}``: the message naming the problem (or, for
+    ``/readyz``, the result of each check)."""
+    return {"status": "failed", "data": data}
 
 
 def task_info(state: TaskState, error_info: bool) -> dict[str, Any]:
