@@ -85,16 +85,17 @@ async def serve(app: web.Application, host: str, port: int) -> None:
     reconnect elsewhere), lets requests and Celery calls in flight finish within
     SHUTDOWN_TIMEOUT, then closes Redis and broker connections.
     """
+    # Handlers first: a SIGTERM that comes right after READY=1 must be a graceful stop.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signal_number, stop.set)
     runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
         print(f"Stirfried gateway on http://{host}:{port} (Ctrl-C stops it)", flush=True)
         notify("READY=1")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signal_number in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signal_number, stop.set)
         await stop.wait()
         notify("STOPPING=1")
     finally:
