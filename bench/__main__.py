@@ -1,6 +1,7 @@
-"""``python -m bench``: start a stack and print the benchmark table (and write JSON).
+"""``python -m bench``: start a stack, run every scenario, print the table (and write JSON).
 
-python -m bench [--redis-url URL] [--seconds 10] [--json bench/results.json] [--smoke]
+python -m bench [--redis-url URL] [--seconds 10] [--idle-clients 10000]
+                [--against stirfried==0.7.0] [--json FILE] [--smoke]
 """
 
 from __future__ import annotations
@@ -8,64 +9,174 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import platform
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from bench import scenarios
-from bench.stack import running_stack
+from bench.baseline import baseline_python
+from bench.stack import THIS_CHECKOUT, Stack, System, raise_open_file_limit, redis_server, running_stack
+from bench.stack import wait_for_idle_worker as drain
+
+Results = dict[str, dict[str, Any]]
 
 
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--redis-url", help="Redis for broker, results and events (default: embedded Valkey)")
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each timed scenario")
+    parser.add_argument("--idle-clients", type=int, default=10_000, help="websocket clients held idle")
+    parser.add_argument(
+        "--against", metavar="SPEC", help="also measure a released Stirfried, e.g. stirfried==0.7.0"
+    )
+    parser.add_argument(
+        "--against-uvicorn",
+        choices=("standard", "plain"),
+        default="standard",
+        help="run the released gateway on uvloop + httptools (standard) or asyncio + h11 (plain)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that every scenario runs")
     return parser.parse_args(argv)
 
 
-async def measure(gateway_url: str, seconds: float, smoke: bool) -> dict[str, Any]:
+async def measure(stack: Stack, seconds: float, smoke: bool, idle_clients: int) -> Results:
     scale = 0.02 if smoke else 1.0
-    results: dict[str, Any] = {}
+    url = stack.gateway_url
+    results: Results = {}
     for concurrency in (32, 128):
-        results[f"http_c{concurrency}"] = await scenarios.http_submissions(gateway_url, concurrency, seconds)
+        results[f"http_c{concurrency}"] = await scenarios.http_submissions(url, concurrency, seconds)
+        drain(stack.redis_url)
     for clients in (16, 64):
-        results[f"socketio_{clients}_clients"] = await scenarios.socketio_acks(gateway_url, clients, seconds)
-    results["end_to_end_add"] = await scenarios.end_to_end(gateway_url, max(5, int(1000 * scale)))
-    results["progress_flood"] = await scenarios.progress_flood(gateway_url, max(50, int(10_000 * scale)))
+        results[f"socketio_{clients}_clients"] = await scenarios.socketio_acks(url, clients, seconds)
+        drain(stack.redis_url)
+    results["end_to_end_add"] = await scenarios.end_to_end(url, max(5, int(1000 * scale)))
+    results["progress_flood"] = await scenarios.progress_flood(url, max(50, int(10_000 * scale)))
+    results["idle_clients"] = await scenarios.idle_clients(
+        url, stack.gateway_pid, idle_clients, max(5, int(500 * scale))
+    )
     return results
 
 
-def table(results: dict[str, Any]) -> str:
-    rows = [f"{'scenario':<22} {'per second':>11} {'p50 ms':>8} {'p99 ms':>8} {'errors/lost':>11}"]
+def measure_system(system: System, redis_url: str, arguments: argparse.Namespace, seconds: float) -> Results:
+    print(f"measuring {system.name} ...", file=sys.stderr, flush=True)
+    with running_stack(system, redis_url) as stack:
+        results = asyncio.run(measure(stack, seconds, arguments.smoke, arguments.idle_clients))
+        if system is THIS_CHECKOUT:
+            # Same conditions as the HTTP scenario: the worker consumes what is published.
+            drain(redis_url)
+            results["celery_send_task_floor"] = scenarios.bare_send_task(redis_url, seconds)
+    return results
+
+
+def table(results: Results) -> str:
+    rows = [f"{'scenario':<26} {'per second':>11} {'p50 ms':>8} {'p99 ms':>8} {'errors/lost':>11}"]
     for name, figures in results.items():
         errors = figures.get("errors", figures.get("lost", ""))
-        rate, p50, p99 = (figures.get(key, float("nan")) for key in ("per_second", "p50_ms", "p99_ms"))
-        rows.append(f"{name:<22} {rate:>11.0f} {p50:>8.2f} {p99:>8.2f} {errors:>11}")
+        rate, p50, p99 = (figures.get(key, math.nan) for key in ("per_second", "p50_ms", "p99_ms"))
+        rows.append(f"{name:<26} {rate:>11.0f} {p50:>8.2f} {p99:>8.2f} {errors!s:>11}")
+    idle = results.get("idle_clients")
+    if idle:
+        rows.append(
+            f"idle clients: {idle['clients']} connected in {idle['connect_seconds']:.1f} s, "
+            f"{idle['kib_per_client']:.1f} KiB each"
+        )
     return "\n".join(rows)
+
+
+def ratio(ours: float, theirs: float) -> float:
+    return ours / theirs if theirs and not math.isnan(theirs) else math.nan
+
+
+# (label, scenario, figure, target for ours / theirs)
+COMPARED = (
+    ("HTTP submissions/s (c32)", "http_c32", "per_second", ">= 3"),
+    ("HTTP submissions/s (c128)", "http_c128", "per_second", ">= 3"),
+    ("Socket.IO acks/s (16)", "socketio_16_clients", "per_second", ">= 3"),
+    ("Socket.IO acks/s (64)", "socketio_64_clients", "per_second", ">= 3"),
+    ("end-to-end p50 ms", "end_to_end_add", "p50_ms", "<= 0.5"),
+    ("end-to-end p99 ms", "end_to_end_add", "p99_ms", "<= 0.5"),
+    ("progress events/s", "progress_flood", "per_second", ">= 10"),
+    ("KiB per idle client", "idle_clients", "kib_per_client", "<= 0.75"),
+)
+
+
+def comparison(ours: Results, theirs: Results) -> dict[str, dict[str, Any]]:
+    """Our figure / theirs, with the issue's target for each."""
+    rows = {
+        label: (ours[scenario][figure], theirs[scenario][figure], target)
+        for label, scenario, figure, target in COMPARED
+    }
+    floor = ours["celery_send_task_floor"]["per_second"]
+    rows["HTTP c32 vs bare send_task/s"] = (ours["http_c32"]["per_second"], floor, ">= 1.0")
+    return {
+        name: {"ours": a, "theirs": b, "ratio": ratio(a, b), "target": target}
+        for name, (a, b, target) in rows.items()
+    }
+
+
+def comparison_table(rows: dict[str, dict[str, Any]], against: str) -> str:
+    lines = [f"{'':<30} {'ours':>10} {against:>18} {'ratio':>7} {'target':>7}  met"]
+    for name, row in rows.items():
+        operator, bound = row["target"].split()
+        value = row["ratio"]
+        met = value >= float(bound) if operator == ">=" else value <= float(bound)
+        lines.append(
+            f"{name:<30} {row['ours']:>10.1f} {row['theirs']:>18.1f} {value:>7.2f} {row['target']:>7}  "
+            f"{'yes' if met else 'NO'}"
+        )
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     seconds = 0.5 if arguments.smoke else arguments.seconds
-    with running_stack(arguments.redis_url) as stack:
-        results = asyncio.run(measure(stack.gateway_url, seconds, arguments.smoke))
-        results["celery_send_task_floor"] = scenarios.bare_send_task(stack.redis_url, seconds)
-    floor = results["celery_send_task_floor"]["per_second"]
-    for name in ("http_c32", "http_c128"):
-        results[name]["ratio_to_floor"] = results[name]["per_second"] / floor if floor else None
-    print(table(results))
-    print(f"HTTP submissions / bare send_task: c32 {results['http_c32']['ratio_to_floor']:.2f}x, "
-          f"c128 {results['http_c128']['ratio_to_floor']:.2f}x")  # fmt: skip
-    if arguments.json:
-        arguments.json.write_text(
-            json.dumps(
-                {"machine": platform.uname()._asdict(), "python": sys.version, "results": results}, indent=2
-            )
+    if arguments.smoke:
+        arguments.idle_clients = min(arguments.idle_clients, 50)
+    raise_open_file_limit()
+    baseline = (
+        System(arguments.against, baseline_python(arguments.against), legacy=True)
+        if arguments.against
+        else None
+    )
+    machine = {**platform.uname()._asdict(), "cpus": psutil.cpu_count()}
+    report: dict[str, Any] = {"machine": machine, "python": sys.version}
+    with redis_server(arguments.redis_url) as redis_url:
+        # First, while no worker runs: the cost of our event log on the worker side.
+        log_cost = scenarios.event_log_cost(redis_url, 200 if arguments.smoke else 10_000)
+        ours = measure_system(THIS_CHECKOUT, redis_url, arguments, seconds)
+        ours.update(log_cost)
+        theirs = measure_system(baseline, redis_url, arguments, seconds) if baseline else None
+    report["results"] = ours
+    print(table(ours))
+    floor = ours["celery_send_task_floor"]["per_second"]
+    print(f"HTTP submissions / bare send_task: c32 {ratio(ours['http_c32']['per_second'], floor):.2f}x")
+    print(
+        "event log: "
+        + ", ".join(
+            f"{name} {ours[name]['per_second']:.0f}/s "
+            f"{ours[name]['bytes_per_1000_events'] / 1024:.0f} KiB/1000"
+            for name in ("event_log_on", "event_log_off", "socketio_manager_publish")
         )
+    )
+    if theirs is not None:
+        report["against"] = {
+            "spec": arguments.against,
+            "uvicorn": arguments.against_uvicorn,
+            "results": theirs,
+        }
+        report["comparison"] = rows = comparison(ours, theirs)
+        print(f"\n{arguments.against}:")
+        print(table(theirs))
+        print()
+        print(comparison_table(rows, arguments.against))
+    if arguments.json:
+        arguments.json.write_text(json.dumps(report, indent=2))
     return 0
 
 

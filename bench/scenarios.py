@@ -65,6 +65,9 @@ async def socketio_acks(gateway_url: str, clients: int, seconds: float) -> dict[
     return summary(latencies, elapsed, errors)
 
 
+WARM_UP_TASKS = 5
+
+
 async def end_to_end(gateway_url: str, tasks: int) -> dict[str, Any]:
     """One client, sequential ``add`` tasks: emit ``send_task`` until ``on_success`` arrives."""
     client = socketio.AsyncClient()
@@ -78,7 +81,10 @@ async def end_to_end(gateway_url: str, tasks: int) -> dict[str, Any]:
     await client.connect(gateway_url, transports=["websocket"])
     latencies: list[float] = []
     began = time.perf_counter()
-    for number in range(tasks):
+    for number in range(-WARM_UP_TASKS, tasks):
+        if number == 0:
+            latencies.clear()
+            began = time.perf_counter()
         started = time.perf_counter()
         reply = await client.call("send_task", {"task_name": "add", "args": [number, 1]})
         await asyncio.wait_for(arrived.setdefault(reply["data"], loop.create_future()), 30)
@@ -132,3 +138,105 @@ def bare_send_task(redis_url: str, seconds: float) -> dict[str, Any]:
     elapsed = time.perf_counter() - began
     app.close()
     return summary(latencies, elapsed, 0) | {"thread": threading.current_thread().name}
+
+
+def event_log_cost(redis_url: str, count: int) -> dict[str, dict[str, Any]]:
+    """What numbering and logging cost a worker: events/s and Redis memory, log on and off.
+
+    Also python-socketio's own ``RedisManager.emit`` (one plain PUBLISH, what
+    0.7.0 and our core did), as the figure without any of it.
+    """
+    import uuid
+
+    import redis
+
+    from stirfried.emitter import TaskEventEmitter
+
+    def payload(task_id: str, step: int) -> dict[str, Any]:
+        return events.progress(task_id, "flood", step, count, {"message": f"step {step}"})
+
+    results: dict[str, dict[str, Any]] = {}
+    client = redis.Redis.from_url(redis_url)
+    for name, log in (("event_log_on", True), ("event_log_off", False)):
+        emitter = TaskEventEmitter(redis_url, log_max_length=count, log_ttl=600, log_enabled=log)
+        task_id = f"bench-{uuid.uuid4()}"
+        rooms = [events.task_room(task_id)]
+        began = time.perf_counter()
+        for step in range(1, count + 1):
+            emitter.emit(events.ON_PROGRESS, payload(task_id, step), task_id, rooms)
+        elapsed = time.perf_counter() - began
+        memory = client.memory_usage(events.event_log_key(task_id), samples=0) or 0
+        client.delete(events.event_log_key(task_id), events.event_sequence_key(task_id))
+        emitter.close()
+        results[name] = {"per_second": count / elapsed, "bytes_per_1000_events": memory * 1000 / count}
+    manager = socketio.RedisManager(redis_url, write_only=True)
+    task_id = f"bench-{uuid.uuid4()}"
+    began = time.perf_counter()
+    for step in range(1, count + 1):
+        manager.emit(events.ON_PROGRESS, payload(task_id, step), room=events.task_room(task_id))
+    elapsed = time.perf_counter() - began
+    results["socketio_manager_publish"] = {"per_second": count / elapsed, "bytes_per_1000_events": 0.0}
+    client.close()
+    return results
+
+
+async def idle_clients(gateway_url: str, gateway_pid: int, count: int, e2e_tasks: int) -> dict[str, Any]:
+    """``count`` idle websocket clients on one gateway: memory each, time to connect, e2e latency.
+
+    The clients speak Engine.IO 4 / Socket.IO 5 over raw aiohttp websockets
+    (connect, join the default namespace, answer pings): a python-socketio
+    client object per connection would make the load generator the bottleneck.
+    """
+    import psutil
+
+    gateway = psutil.Process(gateway_pid)
+    before = gateway.memory_info().rss
+    url = gateway_url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+    sockets: list[aiohttp.ClientWebSocketResponse] = []
+    keepers: list[asyncio.Task[None]] = []
+    failures = 0
+    gate = asyncio.Semaphore(100)
+
+    async def answer_pings(ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for message in ws:
+            if message.type == aiohttp.WSMsgType.TEXT and message.data == "2":
+                await ws.send_str("3")
+
+    async def connect_one(session: aiohttp.ClientSession) -> None:
+        nonlocal failures
+        async with gate:
+            try:
+                ws = await session.ws_connect(url, autoping=True)
+                opened = await ws.receive_str(timeout=30)  # "0{sid, pingInterval, ...}"
+                await ws.send_str("40")
+                joined = await ws.receive_str(timeout=30)  # "40{sid}"
+            except (aiohttp.ClientError, OSError, TimeoutError, TypeError):
+                failures += 1
+                return
+            if not (opened.startswith("0") and joined.startswith("40")):
+                failures += 1
+                return
+            sockets.append(ws)
+            keepers.append(asyncio.create_task(answer_pings(ws)))
+
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        began = time.perf_counter()
+        await asyncio.gather(*(connect_one(session) for _ in range(count)))
+        connect_seconds = time.perf_counter() - began
+        await asyncio.sleep(2)  # let the gateway settle
+        after = gateway.memory_info().rss
+        latency = await end_to_end(gateway_url, e2e_tasks)
+        for keeper in keepers:
+            keeper.cancel()
+        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    connected = len(sockets)
+    return {
+        "clients": connected,
+        "errors": failures,
+        "connect_seconds": connect_seconds,
+        "kib_per_client": (after - before) / 1024 / connected if connected else float("nan"),
+        "p50_ms": latency["p50_ms"],
+        "p99_ms": latency["p99_ms"],
+        "per_second": connected / connect_seconds if connect_seconds else 0.0,
+    }

@@ -1,9 +1,16 @@
-"""Start what a benchmark measures: Redis, a Celery worker, and a gateway process."""
+"""Start what a benchmark measures: Redis, a Celery worker, and a gateway process.
+
+The same stack runs for this checkout and, with ``--against``, for a released
+Stirfried in its own virtual environment (0.7.0: uvicorn serving its ASGI app,
+configured by a ``settings`` module).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -11,21 +18,38 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import celery
+import redis
 import yaml
 
 REPOSITORY = Path(__file__).resolve().parent.parent
+QUEUE = "stirfried-bench"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
+class System:
+    """A gateway implementation to measure."""
+
+    name: str
+    python: str
+    legacy: bool = False
+    """Stirfried 0.7.0's layout: ``settings`` module, uvicorn, ``bench.legacy_tasks``."""
+    server_options: tuple[str, ...] = ()
+    """Extra uvicorn options for a legacy gateway, e.g. ``--loop asyncio --http h11``."""
+
+
+THIS_CHECKOUT = System("this checkout", sys.executable)
+
+
+@dataclasses.dataclass(frozen=True)
 class Stack:
     """URLs of a running stack."""
 
     redis_url: str
     gateway_url: str
-    config_path: Path
     gateway_pid: int
 
 
@@ -45,6 +69,35 @@ def redis_server(url: str | None) -> Iterator[str]:
         server.stop()
 
 
+def raise_open_file_limit() -> None:
+    """Allow as many sockets as the hard limit does (10,000 idle clients need them)."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def wait_for_idle_worker(redis_url: str, timeout: float = 120) -> None:
+    """Wait until the worker has taken every queued task, so one scenario's backlog
+    does not slow the next one down."""
+    client = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + timeout
+    try:
+        while client.llen(QUEUE) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        client.close()
+
+
+def _wait_for_worker(redis_url: str, worker: subprocess.Popen[bytes], deadline: float) -> None:
+    """Until the worker answers a ping: it purges the queue as it starts (``--purge``)."""
+    app = celery.Celery(broker=redis_url, set_as_current=False)
+    try:
+        while not app.control.ping(timeout=0.5):
+            if time.monotonic() > deadline or worker.poll() is not None:
+                raise RuntimeError("the benchmark's Celery worker did not start")
+    finally:
+        app.close()
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -60,51 +113,76 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.kill()
 
 
+def _settings(url: str) -> dict[str, Any]:
+    return {
+        "broker_url": url,
+        "result_backend": url,
+        "task_default_queue": QUEUE,
+        "stirfried_redis_url": url,
+        # Both systems then honour the sentinel room the Socket.IO scenario asks for.
+        "stirfried_custom_rooms": True,
+        "stirfried_anonymous": True,
+        # The load comes from one address at full speed, and 10,000 of its connections stay open.
+        "stirfried_rate_limit": 0,
+        "stirfried_max_connections_per_ip": 0,
+        "worker_hijack_root_logger": False,
+    }
+
+
+def _commands(system: System, directory: Path, url: str, port: int) -> tuple[list[str], list[str], str]:
+    """Worker command, gateway command and the path that answers once the gateway is up."""
+    settings = _settings(url)
+    worker = [system.python, "-m", "celery", "-A", "bench.legacy_tasks" if system.legacy else "bench.tasks",
+              "worker", "--queues", QUEUE, "--concurrency", "2", "--loglevel", "WARNING",
+              "--without-gossip", "--without-mingle", "--purge"]  # fmt: skip
+    if system.legacy:
+        (directory / "settings.py").write_text("".join(f"{k} = {v!r}\n" for k, v in settings.items()))
+        gateway = [system.python, "-m", "uvicorn", "stirfried.server:app", "--host", "127.0.0.1",
+                   "--port", str(port), "--log-level", "warning", "--no-access-log",
+                   *system.server_options]  # fmt: skip
+        return worker, gateway, "/task/readiness-probe"
+    config = directory / "bench.yaml"
+    config.write_text(yaml.safe_dump({**settings, "stirfried_log_level": "WARNING"}))
+    gateway = [system.python, "-m", "stirfried.server", "--config", str(config), "--port", str(port)]
+    return worker, gateway, "/healthz"
+
+
 @contextlib.contextmanager
-def running_stack(redis_url: str | None, worker_concurrency: int = 2) -> Iterator[Stack]:
-    """Redis, ``celery -A bench.tasks worker`` and ``stirfried-server``, each its own process."""
-    with redis_server(redis_url) as url, tempfile.TemporaryDirectory() as directory:
-        config_path = Path(directory) / "bench.yaml"
-        config_path.write_text(
-            yaml.safe_dump(
-                {
-                    "broker_url": url,
-                    "result_backend": url,
-                    "task_default_queue": "stirfried-bench",
-                    "stirfried_redis_url": url,
-                    "stirfried_log_level": "WARNING",
-                    "worker_hijack_root_logger": False,
-                }
-            )
-        )
+def running_stack(system: System, redis_url: str) -> Iterator[Stack]:
+    """A Celery worker (two processes) and a gateway of ``system`` on ``redis_url``."""
+    with tempfile.TemporaryDirectory() as name:
+        directory = Path(name)
+        port = _free_port()
+        worker_command, gateway_command, probe = _commands(system, directory, redis_url, port)
         environment = {
             **os.environ,
-            "STIRFRIED_CONFIG": str(config_path),
-            "PYTHONPATH": str(REPOSITORY),
+            "STIRFRIED_CONFIG": str(directory / "bench.yaml"),
+            "PYTHONPATH": os.pathsep.join([str(directory), str(REPOSITORY)]),
         }
         worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "bench.tasks", "worker", "--queues", "stirfried-bench",
-             "--concurrency", str(worker_concurrency), "--loglevel", "WARNING",
-             "--without-gossip", "--without-mingle", "--purge"],
-            env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        port = _free_port()
+            worker_command,
+            cwd=directory,
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         gateway = subprocess.Popen(
-            [sys.executable, "-m", "stirfried.server", "--config", str(config_path), "--port", str(port)],
-            env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            gateway_command, cwd=directory, env=environment, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, preexec_fn=raise_open_file_limit,
         )  # fmt: skip
         gateway_url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 30
             while True:
                 try:
-                    with urllib.request.urlopen(gateway_url + "/healthz", timeout=1):
+                    with urllib.request.urlopen(gateway_url + probe, timeout=1):
                         break
                 except OSError:
                     if time.monotonic() > deadline or gateway.poll() is not None:
-                        raise RuntimeError("the gateway did not start") from None
+                        raise RuntimeError(f"the {system.name} gateway did not start") from None
                     time.sleep(0.1)
-            yield Stack(url, gateway_url, config_path, gateway.pid)
+            _wait_for_worker(redis_url, worker, deadline)
+            yield Stack(redis_url, gateway_url, gateway.pid)
         finally:
             _stop(gateway)
             _stop(worker)

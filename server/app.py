@@ -6,20 +6,37 @@ import logging
 from collections.abc import AsyncIterator
 
 import celery
+import redis.asyncio
 from aiohttp import web
 
 from stirfried.config import Config
 from stirfried.server import event_relay, health
-from stirfried.server.app_keys import CELERY, CONFIG, METRICS, SCHEDULER, SOCKETIO
+from stirfried.server.access import TaskAccess
+from stirfried.server.app_keys import (
+    ACCESS,
+    AUTH,
+    CELERY,
+    CONFIG,
+    METRICS,
+    SCHEDULER,
+    SOCKETIO,
+    SUBSCRIPTIONS,
+    TOKENS,
+)
+from stirfried.server.auth import Authenticator
 from stirfried.server.celery_facade import CeleryFacade
+from stirfried.server.event_log import EventLog
 from stirfried.server.example_page import example_page_routes
 from stirfried.server.http_api import http_routes, json_errors
 from stirfried.server.http_metrics import measure_requests, show_metrics
 from stirfried.server.metrics import GatewayMetrics
+from stirfried.server.origins import OriginPolicy
 from stirfried.server.scheduler import TaskScheduler
 from stirfried.server.socketio_api import SocketIOApi
 from stirfried.server.socketio_server import create_socketio_server
-from stirfried.settings import ConfigError
+from stirfried.server.subscriptions import TaskSubscriptions
+from stirfried.server.tokens import SubscriptionTokens
+from stirfried.settings import ConfigError, StirfriedSettings
 
 logger = logging.getLogger(__name__)
 
@@ -35,15 +52,26 @@ def create_app(config: Config) -> web.Application:
     """
     check_serializers(config)
     settings = config.stirfried
-    if not settings.redis_url:
+    if not settings.redis_url and not settings.embedded_redis:
         logger.warning("stirfried_redis_url is not set: workers cannot send events to this gateway's clients")
-    app = web.Application(middlewares=[measure_requests, json_errors])
+    check_access_settings(config)
+    origins = OriginPolicy(settings.cors_origins)
+    app = web.Application(
+        middlewares=[measure_requests, json_errors, origins.middleware()],
+        client_max_size=settings.max_request_bytes,
+    )
+    app.on_response_prepare.append(origins.add_headers)
     app[CONFIG] = config
     app[METRICS] = metrics = GatewayMetrics.create(settings.available_tasks)
     app[CELERY] = CeleryFacade(
         _celery_app(config), settings.executor_threads, settings.broker_timeout, metrics
     )
-    app[SCHEDULER] = TaskScheduler(app[CELERY], settings, metrics)
+    app[TOKENS] = SubscriptionTokens(settings.token_secret)
+    app[AUTH] = Authenticator(settings.auth_secret, settings.anonymous)
+    # One client for the event log and task tags; it connects on first use.
+    redis_client = _redis_client(settings)
+    app[ACCESS] = TaskAccess(app[AUTH], app[TOKENS], redis_client, settings.event_log_ttl)
+    app[SCHEDULER] = TaskScheduler(app[CELERY], settings, metrics, app[ACCESS])
     app.cleanup_ctx.append(_close_celery)
     app.cleanup_ctx.append(health.readiness_redis)
     app.add_routes(health.health_routes())
@@ -53,16 +81,38 @@ def create_app(config: Config) -> web.Application:
         app.add_routes(http_routes(settings))
     if settings.example_page:
         app.add_routes(example_page_routes(config))
+    # The Socket.IO server also carries the relay of worker events, which SSE
+    # streams need even when the Socket.IO API itself is switched off.
+    sio = create_socketio_server(config, on_event=metrics.count_event, origins=origins)
+    app[SOCKETIO] = sio
+    event_log = EventLog(redis_client) if redis_client is not None else None
+    app[SUBSCRIPTIONS] = subscriptions = TaskSubscriptions(sio, event_log, app[CELERY], settings)
+    if isinstance(sio.manager, event_relay.RelayingRedisManager):
+        relay = event_relay.TaskEventRelay(subscriptions, sio.manager.deliver, settings.progress_rate)
+        sio.manager.relay = relay.relay
+        app.on_cleanup.append(lambda _app: _close_relay(relay))
     if settings.enable_socketio:
-        sio = create_socketio_server(config, on_event=lambda name: metrics.events_relayed.labels(name).inc())
         sio.attach(app)
-        SocketIOApi(sio, app[SCHEDULER], app[CELERY], settings).register()
+        SocketIOApi(
+            sio, app[SCHEDULER], app[CELERY], subscriptions, app[TOKENS], app[AUTH], app[ACCESS], settings
+        ).register()
         metrics.count_clients_with(lambda: len(sio.eio.sockets))
-        app[SOCKETIO] = sio
-        app.cleanup_ctx.append(event_relay.start_event_relay)
-        app.on_shutdown.append(event_relay.disconnect_clients)
-        app.cleanup_ctx.append(_shutdown_socketio)
+    app.cleanup_ctx.append(event_relay.start_event_relay)
+    app.on_shutdown.append(_end_streams)
+    app.on_shutdown.append(event_relay.disconnect_clients)
+    app.cleanup_ctx.append(_shutdown_socketio)
+    app.cleanup_ctx.append(_close_event_log)
     return app
+
+
+def check_access_settings(config: Config) -> None:
+    """A gateway serves either token holders or, when the config says so, anyone."""
+    settings = config.stirfried
+    if not settings.anonymous and not settings.auth_secret:
+        raise ConfigError(
+            f"{config.source}: set 'stirfried_auth_secret' (or STIRFRIED_AUTH_SECRET) so clients can "
+            "authenticate, or 'stirfried_anonymous: true' to serve anyone who can reach the gateway"
+        )
 
 
 def check_serializers(config: Config) -> None:
@@ -91,6 +141,29 @@ def _celery_app(config: Config) -> celery.Celery:
 async def _close_celery(app: web.Application) -> AsyncIterator[None]:
     yield
     await app[CELERY].close()
+
+
+def _redis_client(settings: StirfriedSettings) -> redis.asyncio.Redis | None:
+    if not settings.redis_url:
+        return None
+    return redis.asyncio.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=settings.broker_timeout,
+        socket_timeout=settings.broker_timeout,
+    )
+
+
+async def _close_event_log(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[SUBSCRIPTIONS].close()
+
+
+async def _end_streams(app: web.Application) -> None:
+    app[SUBSCRIPTIONS].close_streams()
+
+
+async def _close_relay(relay: event_relay.TaskEventRelay) -> None:
+    relay.close()
 
 
 async def _shutdown_socketio(app: web.Application) -> AsyncIterator[None]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import datetime
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -48,6 +49,10 @@ class TaskState:
     task_id: str
     state: str
     result: Any
+    name: str | None = None
+    """The task's name, when the backend keeps it (``result_extended``)."""
+    done_at: float | None = None
+    """When the task reached its final state (Unix time), when the backend says."""
 
     @property
     def failed(self) -> bool:
@@ -131,6 +136,16 @@ class CeleryFacade:
             ) from error
 
     def _publish_blocking(self, plan: PublishPlan) -> None:
+        """Publish the plan's main task (its followers ride along as Celery links).
+
+        What ``Celery.send_task`` does, minus the per-call work a gateway never
+        needs: its result backend hook (``on_task_call``) would subscribe the
+        gateway to every task's result channel (one more Redis round trip per
+        publish, and subscriptions that pile up, since the gateway reads results
+        with ``get_task_meta`` instead), and it builds an ``AsyncResult`` and
+        looks for a parent task. Routing (``task_routes``) and the message format
+        are Celery's own.
+        """
         link = None
         for follower in reversed(plan.followers):
             signature = self._app.signature(
@@ -143,14 +158,22 @@ class CeleryFacade:
                 signature.link(link)
             link = signature
         main = plan.main
-        self._app.send_task(
+        amqp = self._app.amqp
+        kwargs = dict(main.kwargs)
+        options = amqp.router.route({}, main.name, main.args, kwargs)
+        message = amqp.create_task_message(
+            main.task_id,
             main.name,
-            args=main.args,
-            kwargs=dict(main.kwargs),
-            task_id=main.task_id,
-            link=link,
-            retry_policy=self._retry_policy,
+            main.args,
+            kwargs,
+            callbacks=[link] if link is not None else None,
+            reply_to=self._app.thread_oid,
+            create_sent_event=self._app.conf.task_send_sent_event,
         )
+        with self._app.producer_or_acquire() as producer:
+            amqp.send_task_message(
+                producer, main.name, message, retry=True, retry_policy=self._retry_policy, **options
+            )
 
     def _check_broker_blocking(self) -> None:
         with self._app.pool.acquire(block=True, timeout=self._timeout) as connection:
@@ -159,4 +182,24 @@ class CeleryFacade:
 
     def _read_state_blocking(self, task_id: str) -> TaskState:
         meta = self._app.backend.get_task_meta(task_id)
-        return TaskState(task_id=task_id, state=meta["status"], result=meta.get("result"))
+        return TaskState(
+            task_id=task_id,
+            state=meta["status"],
+            result=meta.get("result"),
+            name=meta.get("name"),
+            done_at=_timestamp(meta.get("date_done")),
+        )
+
+
+def _timestamp(date_done: Any) -> float | None:
+    """A result backend's ``date_done`` (datetime or ISO string; naive means UTC) as Unix time."""
+    if isinstance(date_done, str):
+        try:
+            date_done = datetime.datetime.fromisoformat(date_done)
+        except ValueError:
+            return None
+    if not isinstance(date_done, datetime.datetime):
+        return None
+    if date_done.tzinfo is None:
+        date_done = date_done.replace(tzinfo=datetime.UTC)
+    return date_done.timestamp()

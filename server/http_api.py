@@ -10,9 +10,12 @@ from typing import Any
 from aiohttp import web
 
 from stirfried.server import replies
-from stirfried.server.app_keys import CELERY, CONFIG, SCHEDULER
+from stirfried.server.app_keys import ACCESS, AUTH, CELERY, CONFIG, SCHEDULER, TOKENS
+from stirfried.server.auth import Principal, bearer_token
 from stirfried.server.celery_facade import CeleryUnavailable, ResultBackendMissing
+from stirfried.server.limits import request_address
 from stirfried.server.scheduling import mapped_headers
+from stirfried.server.sse import task_events
 from stirfried.server.task_request import InvalidRequest, RequestRejected, parse_task_id
 from stirfried.settings import StirfriedSettings
 
@@ -28,19 +31,24 @@ def json_response(body: Any, status: int = 200) -> web.Response:
 async def schedule_task(request: web.Request) -> web.Response:
     """``POST /task``: publish the task object in the body; 201 with the task id."""
     settings = request.app[CONFIG].stirfried
+    principal = principal_of(request)
+    address = request_address(request, settings.trusted_proxies)
     task_id = await request.app[SCHEDULER].schedule(
         await _json_body(request),
         default_room=settings.sentinel_room,
         headers=mapped_headers(request.headers, settings),
         api="http",
-        client=str(request.remote),
+        client=address,
+        principal=principal,
+        rate_key=f"address:{address}",
     )
-    return json_response(replies.succeeded(task_id), status=201)
+    return json_response(replies.scheduled(task_id, request.app[TOKENS].issue(task_id)), status=201)
 
 
 async def task_info(request: web.Request) -> web.Response:
     """``GET /task/{task_id}``: ``{id, state, result}`` from the result backend."""
     task_id = parse_task_id(request.match_info["task_id"])
+    await _check_access(request, task_id)
     state = await request.app[CELERY].task_state(task_id)
     return json_response(replies.task_info(state, request.app[CONFIG].stirfried.error_info))
 
@@ -48,13 +56,26 @@ async def task_info(request: web.Request) -> web.Response:
 async def revoke_task(request: web.Request) -> web.Response:
     """``DELETE /task/{task_id}``: revoke; succeeds for unknown ids too."""
     task_id = parse_task_id(request.match_info["task_id"])
+    await _check_access(request, task_id)
     await request.app[CELERY].revoke(task_id)
     return json_response(replies.succeeded(task_id))
 
 
+def principal_of(request: web.Request) -> Principal:
+    """Who sent the request, from ``Authorization: Bearer``; raises NotAuthenticated (401)."""
+    return request.app[AUTH].authenticate(bearer_token(request.headers.get("Authorization")))
+
+
+async def _check_access(request: web.Request, task_id: str) -> None:
+    await request.app[ACCESS].check_task_access(principal_of(request), task_id, request.query.get("token"))
+
+
 def http_routes(settings: StirfriedSettings) -> list[web.RouteDef]:
     """The HTTP API's routes, without those the feature flags switch off."""
-    routes = [web.post("/task", schedule_task)]
+    routes = [
+        web.post("/task", schedule_task),
+        web.get("/task/{task_id}/events", task_events, allow_head=False),
+    ]
     if settings.enable_task_info:
         routes.append(web.get("/task/{task_id}", task_info, allow_head=False))
     if settings.enable_revoke_task:
@@ -71,7 +92,10 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except RequestRejected as error:
-        return json_response(replies.failed(error.message), status=error.status)
+        response = json_response(replies.failed(error.message), status=error.status)
+        if error.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="stirfried"'
+        return response
     except CeleryUnavailable as error:
         return json_response(replies.failed(error.message), status=503)
     except ResultBackendMissing as error:
@@ -79,7 +103,12 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPException as error:
         if error.status < 400:
             raise
-        response = json_response(replies.failed(error.reason), status=error.status)
+        message = error.reason
+        if error.status == 413:
+            message = (
+                f"the request body is larger than {request.app[CONFIG].stirfried.max_request_bytes} bytes"
+            )
+        response = json_response(replies.failed(message), status=error.status)
         if "Allow" in error.headers:
             response.headers["Allow"] = error.headers["Allow"]
         return response
@@ -94,3 +123,5 @@ async def _json_body(request: web.Request) -> Any:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InvalidRequest(f"the request body is not valid JSON: {error}") from error
+    except RecursionError as error:
+        raise InvalidRequest("the request body nests too deeply to parse") from error

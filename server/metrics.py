@@ -7,13 +7,17 @@ Collected always (it is cheap); exposed at ``/metrics`` unless
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from stirfried import events
 
 # A client may schedule any task name; labels must not grow without bound.
 MAX_TASK_NAME_LABELS = 200
 OTHER_TASK_NAME = "(other)"
+OTHER_EVENT = "(other)"
 
 
 class TaskNameLabels:
@@ -41,6 +45,8 @@ class GatewayMetrics:
     tasks_scheduled: Counter
     tasks_rejected: Counter
     events_relayed: Counter
+    event_counters: Mapping[str, Any]
+    """``events_relayed`` per event name, looked up once: ``labels()`` per event showed in profiles."""
     socketio_clients: Gauge
     executor_pending: Gauge
     celery_call_seconds: Histogram
@@ -49,6 +55,10 @@ class GatewayMetrics:
     @classmethod
     def create(cls, allowed_tasks: tuple[str, ...]) -> GatewayMetrics:
         registry = CollectorRegistry()
+        events_relayed = Counter(
+            "stirfried_events_relayed", "Worker events relayed to this gateway's clients.",
+            ["event"], registry=registry,
+        )  # fmt: skip
         return cls(
             registry=registry,
             task_name=TaskNameLabels(allowed_tasks),
@@ -60,10 +70,8 @@ class GatewayMetrics:
                 "stirfried_tasks_rejected", "Task requests refused, by reason.",
                 ["task_name", "api", "reason"], registry=registry,
             ),
-            events_relayed=Counter(
-                "stirfried_events_relayed", "Worker events relayed to this gateway's clients.",
-                ["event"], registry=registry,
-            ),
+            events_relayed=events_relayed,
+            event_counters={name: events_relayed.labels(name) for name in (*events.ALL_EVENTS, OTHER_EVENT)},
             socketio_clients=Gauge(
                 "stirfried_socketio_clients", "Connected Socket.IO clients.", registry=registry
             ),
@@ -82,6 +90,11 @@ class GatewayMetrics:
                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             ),
         )  # fmt: skip
+
+    def count_event(self, event: str) -> None:
+        """Count one relayed event; names outside Stirfried's events count as ``(other)``."""
+        counters = self.event_counters
+        (counters.get(event) or counters[OTHER_EVENT]).inc()
 
     def count_clients_with(self, count: Callable[[], int]) -> None:
         """Read the number of connected clients from ``count`` at scrape time."""

@@ -14,6 +14,12 @@ def succeeded(data: Any) -> dict[str, Any]:
     return {"status": "success", "data": data}
 
 
+def scheduled(task_id: str, token: str) -> dict[str, Any]:
+    """``{"status": "success", "data": task_id, "token": ...}``: the subscription token is
+    an addition to Stirfried 0.7.0's reply."""
+    return {"status": "success", "data": task_id, "token": token}
+
+
 def failed(data: Any) -> dict[str, Any]:
     """``{"status": "failed", "data": ...}``: the message naming the problem (or, for
     ``/readyz``, the result of each check)."""

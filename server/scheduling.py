@@ -60,21 +60,30 @@ def mapped_headers(headers: Mapping[str, str], settings: StirfriedSettings) -> d
 
 
 def task_kwargs(
-    call: TaskCall, room: str, headers: Mapping[str, str], settings: StirfriedSettings
+    call: TaskCall,
+    room: str,
+    headers: Mapping[str, str],
+    settings: StirfriedSettings,
+    subject: str | None = None,
 ) -> dict[str, Any]:
     """The keyword arguments a task receives.
 
-    Clients can set neither ``room`` nor a header-mapped argument through
-    ``kwargs``: both are removed, then set from the room and the request's
-    headers (a mapped argument stays absent when its header is missing).
+    Clients can set neither ``room``, nor a header-mapped argument, nor the
+    subject argument through ``kwargs``: all are removed, then set from the room,
+    the request's headers and the token's subject (a mapped argument stays
+    absent when its header is missing, the subject one for anonymous clients).
     """
     mapping = settings.header_task_map.get(call.name, {})
     protected = {ROOM_KWARG, *mapping.values()}
+    if settings.subject_kwarg:
+        protected.add(settings.subject_kwarg)
     kwargs = {key: value for key, value in call.kwargs.items() if key not in protected}
     for header, kwarg in mapping.items():
         value = headers.get(header.lower())
         if value is not None:
             kwargs[kwarg] = value
+    if settings.subject_kwarg and subject is not None:
+        kwargs[settings.subject_kwarg] = subject
     kwargs[ROOM_KWARG] = room
     return kwargs
 
@@ -84,6 +93,7 @@ def plan_publish(
     default_room: str,
     headers: Mapping[str, str],
     settings: StirfriedSettings,
+    subject: str | None = None,
 ) -> PublishPlan:
     """Build the publish plan for a request.
 
@@ -98,7 +108,7 @@ def plan_publish(
         return PlannedTask(
             name=call.name,
             args=call.args,
-            kwargs=task_kwargs(call, room, headers, settings),
+            kwargs=task_kwargs(call, room, headers, settings, subject),
             task_id=str(uuid.uuid4()),
         )
 

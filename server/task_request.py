@@ -7,12 +7,17 @@ trusts a :class:`TaskRequest`.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from typing import Any
+
+from stirfried import events
 
 MAX_TASK_NAME_LENGTH = 255
 MAX_ROOM_LENGTH = 255
 MAX_TASK_ID_LENGTH = 255
+# Celery's own ids are UUIDs; this keeps ids safe in URLs, logs and Redis keys.
+TASK_ID = re.compile(r"[!-~]+")
 TASK_FIELDS = ("task_name", "args", "kwargs", "room", "chain")
 
 
@@ -73,6 +78,8 @@ def parse_task_request(data: Any) -> TaskRequest:
     room = fields.get("room")
     if room is not None and (not isinstance(room, str) or not 0 < len(room) <= MAX_ROOM_LENGTH):
         raise InvalidRequest(f"'room' must be a non-empty string of at most {MAX_ROOM_LENGTH} characters")
+    if room is not None and room.startswith(events.RESERVED_PREFIX):
+        raise InvalidRequest(f"rooms starting with {events.RESERVED_PREFIX!r} are reserved for Stirfried")
     return TaskRequest(call=_task_call(fields, ""), room=room, chain=chain)
 
 
@@ -80,8 +87,10 @@ def parse_task_id(value: Any) -> str:
     """Validate a task id given by a client."""
     if not isinstance(value, str) or not value.strip():
         raise InvalidRequest("a task id must be a non-empty string")
-    if len(value) > MAX_TASK_ID_LENGTH or not value.isprintable():
-        raise InvalidRequest(f"a task id must be printable and at most {MAX_TASK_ID_LENGTH} characters")
+    if len(value) > MAX_TASK_ID_LENGTH or not TASK_ID.fullmatch(value):
+        raise InvalidRequest(
+            f"a task id must be 1 to {MAX_TASK_ID_LENGTH} visible ASCII characters (no spaces)"
+        )
     return value
 
 
@@ -118,3 +127,64 @@ def _task_call(fields: Mapping[str, Any], prefix: str) -> TaskCall:
     if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
         raise InvalidRequest(f"'{prefix}kwargs' must be an object")
     return TaskCall(name=name, args=tuple(args), kwargs=dict(kwargs))
+
+
+class NotPermitted(RequestRejected):
+    """The client may not follow this task (no or a wrong token): HTTP 403."""
+
+    status = 403
+
+
+class SubscriptionConflict(RequestRejected):
+    """A subscription that clashes with one in progress: HTTP 409."""
+
+    status = 409
+
+
+@dataclasses.dataclass(frozen=True)
+class SubscriptionRequest:
+    """``{task_id, after, token}`` of ``subscribe_task``."""
+
+    task_id: str
+    after: int
+    token: str | None
+
+
+SUBSCRIPTION_FIELDS = ("task_id", "after", "token")
+
+
+def parse_after(value: Any) -> int:
+    """The ``event_id`` a follower last saw: an integer >= 0 (0 or absent: replay everything)."""
+    if value is None:
+        return 0
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 20:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise InvalidRequest("'after' (the last event_id seen) must be an integer >= 0")
+    return value
+
+
+def parse_task_reference(data: Any) -> tuple[str, str | None]:
+    """``task_id`` or ``{task_id, token}`` (for ``task_info`` and ``revoke_task``)."""
+    if not isinstance(data, Mapping):
+        return parse_task_id(data), None
+    for key in data:
+        if key not in ("task_id", "token"):
+            raise InvalidRequest(f"unknown field {key!r} (allowed: task_id, token)")
+    token = data.get("token")
+    if token is not None and not isinstance(token, str):
+        raise InvalidRequest("'token' must be a string")
+    return parse_task_id(data.get("task_id")), token
+
+
+def parse_subscription(data: Any) -> SubscriptionRequest:
+    """Validate a ``subscribe_task`` request."""
+    if not isinstance(data, Mapping):
+        raise InvalidRequest("subscribe_task takes an object {task_id, after, token}")
+    for key in data:
+        if key not in SUBSCRIPTION_FIELDS:
+            raise InvalidRequest(f"unknown field {key!r} (allowed: {', '.join(SUBSCRIPTION_FIELDS)})")
+    token = data.get("token")
+    if token is not None and not isinstance(token, str):
+        raise InvalidRequest("'token' must be a string")
+    return SubscriptionRequest(parse_task_id(data.get("task_id")), parse_after(data.get("after")), token)

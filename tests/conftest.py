@@ -31,6 +31,13 @@ from tests.clients import EventClient
 QUIET_QUEUE = "stirfried-tests"
 VERBOSE_QUEUE = "stirfried-tests-verbose"
 MSGPACK_QUEUE = "stirfried-tests-msgpack"
+# A fleet with Celery lifecycle events on and a tiny, short-lived event log.
+LIFECYCLE_QUEUE = "stirfried-tests-lifecycle"
+LIFECYCLE_SETTINGS = {
+    "stirfried_celery_events": True,
+    "stirfried_event_log_max_length": 5,
+    "stirfried_event_log_ttl": 3,
+}
 MSGPACK_SERIALIZERS = {"task_serializer": "msgpack", "result_serializer": "msgpack"}
 
 GatewayFactory = Callable[..., Awaitable[TestServer]]
@@ -60,6 +67,8 @@ def base_config(redis_url: str, broker_url: str) -> dict[str, Any]:
         "result_accept_content": ["json", "msgpack"],
         "worker_prefetch_multiplier": 1,
         "stirfried_redis_url": redis_url,
+        # Most tests act as the anonymous clients of Stirfried 0.7.0; tests/test_auth.py does not.
+        "stirfried_anonymous": True,
     }
 
 
@@ -67,16 +76,19 @@ def base_config(redis_url: str, broker_url: str) -> dict[str, Any]:
 def workers(base_config: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     directory = tmp_path_factory.mktemp("workers")
     msgpack_results = services.next_database(base_config["result_backend"])
-    services.purge_queues(base_config["broker_url"], [QUIET_QUEUE, VERBOSE_QUEUE, MSGPACK_QUEUE])
     fleets = {
-        QUIET_QUEUE: base_config,
-        VERBOSE_QUEUE: {**base_config, "stirfried_error_info": True},
-        MSGPACK_QUEUE: {**base_config, **MSGPACK_SERIALIZERS, "result_backend": msgpack_results},
+        QUIET_QUEUE: (base_config, 4),
+        VERBOSE_QUEUE: ({**base_config, "stirfried_error_info": True}, 2),
+        MSGPACK_QUEUE: ({**base_config, **MSGPACK_SERIALIZERS, "result_backend": msgpack_results}, 2),
+        LIFECYCLE_QUEUE: ({**base_config, **LIFECYCLE_SETTINGS}, 2),
     }
+    services.purge_queues(base_config["broker_url"], list(fleets))
     with contextlib.ExitStack() as stack:
-        for queue, config in fleets.items():
+        for queue, (config, concurrency) in fleets.items():
             path = services.write_config(directory / f"{queue}.yaml", config)
-            stack.enter_context(services.celery_worker(path, queue, directory / f"{queue}.log"))
+            stack.enter_context(
+                services.celery_worker(path, queue, directory / f"{queue}.log", concurrency=concurrency)
+            )
         yield
 
 
@@ -86,7 +98,9 @@ def gateway_config(base_config: dict[str, Any]) -> Callable[..., dict[str, Any]]
 
     def build(**overrides: Any) -> dict[str, Any]:
         config = {**base_config, **overrides}
-        if config.get("stirfried_error_info"):
+        if config.get("stirfried_celery_events"):
+            config["task_default_queue"] = LIFECYCLE_QUEUE
+        elif config.get("stirfried_error_info"):
             config["task_default_queue"] = VERBOSE_QUEUE
         elif config.get("result_serializer") == "msgpack":
             config["task_default_queue"] = MSGPACK_QUEUE

@@ -35,3 +35,10 @@ async def wait_for_state(
         if info.get("state") in TERMINAL_STATES or time.monotonic() > deadline:
             return info
         await asyncio.sleep(0.05)
+
+
+def seed_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload as Stirfried 0.7.0 sent it: checks and strips ``event_id`` and ``timestamp``."""
+    assert isinstance(payload.get("event_id"), int) and payload["event_id"] >= 1, payload
+    assert abs(payload.get("timestamp", 0) - time.time()) < 120, payload
+    return {key: value for key, value in payload.items() if key not in ("event_id", "timestamp")}

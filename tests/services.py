@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -67,8 +68,14 @@ def purge_queues(broker_url: str, queues: list[str]) -> None:
 
 
 @contextlib.contextmanager
-def celery_worker(config_path: Path, queue: str, log_path: Path) -> Iterator[str]:
-    """Run ``celery -A tests.worker_app worker`` on ``queue``; yield its hostname once it answers."""
+def celery_worker(
+    config_path: Path, queue: str, log_path: Path, concurrency: int = 4, restart: bool = False
+) -> Iterator[str]:
+    """Run ``celery -A tests.worker_app worker`` on ``queue``; yield its hostname once it answers.
+
+    With ``restart``, a worker that exits is started again, as systemd's
+    ``Restart=on-failure`` in deploy/stirfried-worker@.service does.
+    """
     hostname = f"{queue}@{socket.gethostname()}"
     environment = {**os.environ, "STIRFRIED_CONFIG": str(config_path)}
     environment["PYTHONPATH"] = os.pathsep.join(
@@ -76,15 +83,34 @@ def celery_worker(config_path: Path, queue: str, log_path: Path) -> Iterator[str
     )
     command = [
         sys.executable, "-m", "celery", "-A", "tests.worker_app", "worker",
-        "--queues", queue, "--hostname", hostname, "--concurrency", "4",
+        "--queues", queue, "--hostname", hostname, "--concurrency", str(concurrency),
         "--loglevel", "INFO", "--without-gossip", "--without-mingle",
     ]  # fmt: skip
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
+
+    def launch() -> subprocess.Popen[bytes]:
+        with open(log_path, "ab") as log:
+            return subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
+
+    current = [launch()]
+    stopping = threading.Event()
+
+    def supervise() -> None:
+        while not stopping.wait(0.5):
+            if current[0].poll() is not None:
+                time.sleep(1)  # RestartSec
+                current[0] = launch()
+
+    supervisor = threading.Thread(target=supervise, daemon=True)
     try:
-        _wait_for_worker(config_path, hostname, process, log_path)
+        _wait_for_worker(config_path, hostname, current[0], log_path)
+        if restart:
+            supervisor.start()
         yield hostname
     finally:
+        stopping.set()
+        if supervisor.is_alive():
+            supervisor.join()
+        process = current[0]
         process.terminate()
         try:
             process.wait(20)
@@ -203,3 +229,29 @@ class SwitchableProxy:
             pass
         finally:
             writer.close()
+
+
+@contextlib.contextmanager
+def serving_gateway(config_path: Path, log_path: Path) -> Iterator[str]:
+    """``stirfried-server`` as its own process on a free port; yields its URL once it serves."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "stirfried.server", "--config", str(config_path), "--port", str(port)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/healthz", timeout=1):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the gateway did not start; see {log_path}") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)

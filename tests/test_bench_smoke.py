@@ -1,4 +1,8 @@
-"""A seconds-long run of the benchmark, so it cannot rot (no thresholds: figures live in bench/)."""
+"""A seconds-long run of the benchmark, so it cannot rot (no thresholds: figures live in bench/).
+
+It runs side by side with Stirfried 0.7.0, installed from PyPI into a cached
+virtual environment (``~/.cache/stirfried-bench``) as ``--against`` does.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +12,29 @@ import sys
 
 from tests import services
 
+SCENARIOS = {
+    "http_c32", "http_c128", "socketio_16_clients", "socketio_64_clients",
+    "end_to_end_add", "progress_flood", "idle_clients",
+}  # fmt: skip
+OURS_ONLY = {"celery_send_task_floor", "event_log_on", "event_log_off", "socketio_manager_publish"}
 
-def test_benchmark_smoke_run_produces_every_scenario(tmp_path):
+
+def test_benchmark_smoke_run_measures_both_systems(tmp_path):
     output = tmp_path / "results.json"
 
     result = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--json", str(output)],
-        cwd=services.REPOSITORY, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "bench", "--smoke", "--against", "stirfried==0.7.0", "--json", str(output)],
+        cwd=services.REPOSITORY, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
 
     assert result.returncode == 0, result.stderr[-3000:]
-    results = json.loads(output.read_text())["results"]
-    assert set(results) == {
-        "http_c32", "http_c128", "socketio_16_clients", "socketio_64_clients",
-        "end_to_end_add", "progress_flood", "celery_send_task_floor",
-    }  # fmt: skip
-    assert all(figures.get("errors", 0) == 0 for figures in results.values())
-    assert results["progress_flood"]["lost"] == 0 and results["progress_flood"]["in_order"]
-    assert "http_c32" in result.stdout
+    report = json.loads(output.read_text())
+    ours, theirs = report["results"], report["against"]["results"]
+    assert set(ours) == SCENARIOS | OURS_ONLY
+    assert set(theirs) == SCENARIOS
+    for results in (ours, theirs):
+        assert all(figures.get("errors", 0) == 0 for figures in results.values()), results
+        assert results["progress_flood"]["lost"] == 0 and results["progress_flood"]["in_order"]
+        assert results["idle_clients"]["clients"] == 50
+    assert len(report["comparison"]) == 9
+    assert "HTTP submissions/s (c32)" in result.stdout and "stirfried==0.7.0" in result.stdout

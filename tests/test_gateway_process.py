@@ -60,6 +60,7 @@ def test_check_config_prints_effective_settings_with_secrets_masked(tmp_path):
     config_path.write_text(
         "broker_url: amqp://stirfried:hunter2@rabbit:5672//\n"
         "stirfried:\n  redis_url: redis://:s3cret@redis:6379/0\n  error_info: true\n"
+        "  auth_secret: a-secret-of-at-least-32-bytes-for-hs256\n"
     )
 
     result = subprocess.run(
@@ -71,7 +72,9 @@ def test_check_config_prints_effective_settings_with_secrets_masked(tmp_path):
     assert "broker_url: amqp://stirfried:***@rabbit:5672//" in result.stdout
     assert "stirfried_redis_url: redis://:***@redis:6379/0" in result.stdout
     assert "stirfried_error_info: true" in result.stdout
+    assert "stirfried_auth_secret: '***'" in result.stdout
     assert "hunter2" not in result.stdout + result.stderr and "s3cret" not in result.stdout + result.stderr
+    assert "a-secret-of" not in result.stdout + result.stderr
 
 
 def test_check_config_fails_naming_the_bad_key(tmp_path):
@@ -117,7 +120,7 @@ async def test_json_logs_have_a_line_per_scheduled_task_and_no_secrets(
 
 
 async def test_sigterm_during_a_burst_loses_no_accepted_task(gateway, gateway_config, tmp_path):
-    config_path = services.write_config(tmp_path / "gateway.yaml", gateway_config())
+    config_path = services.write_config(tmp_path / "gateway.yaml", gateway_config(stirfried_rate_limit=0))
     port = services.free_port()
     process = start_gateway_process(config_path, port)
     url = f"http://127.0.0.1:{port}"

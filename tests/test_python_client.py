@@ -109,3 +109,37 @@ async def test_sync_client_runs_tasks_from_plain_code(gateway):
         return result, seen
 
     assert await asyncio.to_thread(script) == (2, [1, 2])
+
+
+async def test_run_survives_a_dropped_connection_without_losing_progress(gateway, client):
+    from stirfried.server.app_keys import SOCKETIO
+    from stirfried.server.event_relay import drop_transport
+
+    seen: list[int] = []
+    sio = gateway.app[SOCKETIO]
+    dropped = asyncio.Event()
+
+    async def on_progress(progress: Progress) -> None:
+        seen.append(progress.current)
+        if progress.current == 5:
+            for socket in list(sio.eio.sockets.values()):
+                await drop_transport(sio.eio, socket)
+            dropped.set()
+
+    result = await client.run("slow_progress", 40, 0.02, on_progress=on_progress, timeout=30)
+
+    assert dropped.is_set()
+    assert result == 40
+    assert seen == list(range(1, 41))
+
+
+async def test_follow_waits_for_a_task_scheduled_over_http(gateway, client, http):
+    from tests.helpers import post_task
+
+    _, body = await post_task(http, gateway, {"task_name": "progress", "args": [3]})
+    seen: list[int] = []
+
+    assert await client.follow(body["data"], body["token"], on_progress=lambda p: seen.append(p.current)) == 3
+    assert seen == [1, 2, 3]
+    with pytest.raises(RequestFailed, match="token"):
+        await client.follow(body["data"], "not-the-token")

@@ -53,7 +53,8 @@ def run_command_stack() -> Iterator[str]:
 
 def test_readme_has_the_examples():
     assert len(examples("curl")) == 1
-    assert len(examples("python")) == 3
+    assert len(examples("sse")) == 1
+    assert len(examples("python")) == 4
 
 
 def test_curl_example_runs_as_written(run_command_stack):
@@ -66,7 +67,21 @@ def test_curl_example_runs_as_written(run_command_stack):
     assert '{"status": "success", "data": "' in result.stdout
 
 
-@pytest.mark.parametrize("index", range(3))
+def test_sse_example_runs_as_written(run_command_stack):
+    script = examples("sse")[0].replace(README_URL, run_command_stack)
+
+    result = subprocess.run(["bash", "-e", "-c", script], capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 0, result.stderr
+    ids = [int(line[4:]) for line in result.stdout.splitlines() if line.startswith("id: ")]
+    # The development config has celery_events on: received, started, 3 x progress, success,
+    # return; the second stream replays everything after event 2.
+    assert ids == [*range(1, 8), *range(3, 8)]
+    assert result.stdout.count("event: on_return") == 2
+    assert '"retval": 3' in result.stdout
+
+
+@pytest.mark.parametrize("index", range(4))
 def test_python_example_runs_as_written(run_command_stack, index):
     script = examples("python")[index].replace(README_URL, run_command_stack)
 
@@ -77,6 +92,7 @@ def test_python_example_runs_as_written(run_command_stack, index):
         ["5\n", "5/5: step 5 of 5", "failed: ValueError: disk full"],
         ["state='SUCCESS', result=5", "Progress(", "3\n"],
         ["5/5: step 5 of 5", "SUCCESS 5"],
+        ["Progress(", "info='step 3 of 3'", "\n3\n"],
     ][index]
     for text in expected:
         assert text in result.stdout, result.stdout

@@ -41,7 +41,8 @@ async def test_invalid_payloads_get_a_failed_reply_and_the_server_keeps_serving(
         ("send_task", ({"task_name": "add", "args": "1,2"},), "'args' must be an array"),
         ("send_task", (), "exactly one argument"),
         ("send_task", ({"task_name": "add"}, "extra"), "exactly one argument"),
-        ("task_info", ({"id": 1},), "task id must be a non-empty string"),
+        ("task_info", ({"id": 1},), "unknown field 'id' (allowed: task_id, token)"),
+        ("task_info", (1,), "task id must be a non-empty string"),
         ("revoke_task", ("",), "task id must be a non-empty string"),
         ("no_such_event", ({},), "unknown event 'no_such_event'"),
     ]

@@ -1,8 +1,13 @@
-"""Every server-emitted event of the seed's table, with its exact payload."""
+"""Every server-emitted event of the seed's table, with its exact payload.
+
+Our events carry two more fields, ``event_id`` and ``timestamp``; ``seed_payload``
+checks and strips them.
+"""
 
 from __future__ import annotations
 
 from stirfried import events
+from tests.helpers import seed_payload
 
 
 async def test_add_task_emits_success_and_return_to_its_client(gateway, connect):
@@ -12,8 +17,14 @@ async def test_add_task_emits_success_and_return_to_its_client(gateway, connect)
     success = await client.wait_for_event(events.ON_SUCCESS, task_id)
     returned = await client.wait_for_event(events.ON_RETURN, task_id)
 
-    assert success == {"retval": 5, "task_id": task_id, "task_name": "add"}
-    assert returned == {"status": "SUCCESS", "retval": 5, "task_id": task_id, "task_name": "add"}
+    assert seed_payload(success) == {"retval": 5, "task_id": task_id, "task_name": "add"}
+    assert seed_payload(returned) == {
+        "status": "SUCCESS",
+        "retval": 5,
+        "task_id": task_id,
+        "task_name": "add",
+    }
+    assert (success["event_id"], returned["event_id"]) == (1, 2)
 
 
 async def test_progress_events_arrive_in_order_with_current_total_and_info(gateway, connect):
@@ -22,7 +33,8 @@ async def test_progress_events_arrive_in_order_with_current_total_and_info(gatew
     await client.wait_for_event(events.ON_SUCCESS, task_id)
 
     progress = [data for name, data in client.events_for(task_id) if name == events.ON_PROGRESS]
-    assert progress == [
+    assert [data["event_id"] for data in progress] == [1, 2, 3, 4, 5]
+    assert [seed_payload(data) for data in progress] == [
         {
             "current": step,
             "total": 5,
@@ -41,8 +53,13 @@ async def test_failure_emits_on_failure_and_on_return_without_error_info(gateway
     failure = await client.wait_for_event(events.ON_FAILURE, task_id)
     returned = await client.wait_for_event(events.ON_RETURN, task_id)
 
-    assert failure == {"task_id": task_id, "task_name": "fail"}
-    assert returned == {"status": "FAILURE", "retval": None, "task_id": task_id, "task_name": "fail"}
+    assert seed_payload(failure) == {"task_id": task_id, "task_name": "fail"}
+    assert seed_payload(returned) == {
+        "status": "FAILURE",
+        "retval": None,
+        "task_id": task_id,
+        "task_name": "fail",
+    }
     assert events.ON_SUCCESS not in [name for name, _ in client.events_for(task_id)]
 
 
@@ -54,7 +71,7 @@ async def test_failure_events_carry_einfo_with_error_info_on(start_gateway, conn
     failure = await client.wait_for_event(events.ON_FAILURE, task_id)
     returned = await client.wait_for_event(events.ON_RETURN, task_id)
 
-    assert set(failure) == {"task_id", "task_name", "einfo"}
+    assert set(seed_payload(failure)) == {"task_id", "task_name", "einfo"}
     assert "Traceback" in failure["einfo"] and "ValueError: boom" in failure["einfo"]
     assert returned["retval"] == "ValueError: boom"
 
@@ -68,7 +85,9 @@ async def test_retry_emits_on_retry_then_succeeds(gateway, connect):
 
     names = [name for name, _ in client.events_for(task_id)]
     assert names == [events.ON_RETRY, events.ON_SUCCESS, events.ON_RETURN]
-    assert client.events_for(task_id)[0][1] == {"task_id": task_id, "task_name": "retry_once"}
+    assert seed_payload(client.events_for(task_id)[0][1]) == {"task_id": task_id, "task_name": "retry_once"}
+    # Numbered across both runs of the task, which may run on different worker processes.
+    assert [data["event_id"] for _, data in client.events_for(task_id)] == [1, 2, 3]
     assert success["retval"] == "second attempt"
 
 

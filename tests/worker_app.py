@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -56,3 +57,28 @@ def append(items: list[Any], item: Any, room: str | None = None) -> list[Any]:
 @app.task(name="reverse_bytes")
 def reverse_bytes(data: bytes, room: str | None = None) -> bytes:
     return bytes(data[::-1])
+
+
+@app.task(bind=True, name="pid_then_sleep")
+def pid_then_sleep(self: StirfriedTask, seconds: float, room: str | None = None) -> float:
+    """Reports the pool process's pid (so a test can kill it), then sleeps."""
+    self.emit_progress(0, 1, info={"pid": os.getpid(), "attempt": self.request.retries})
+    time.sleep(seconds)
+    return seconds
+
+
+# Celery's recipe for tasks that must survive a lost worker process: acknowledge
+# after running, and requeue when the process running it dies.
+@app.task(bind=True, name="durable_pid_then_sleep", acks_late=True, reject_on_worker_lost=True)
+def durable_pid_then_sleep(self: StirfriedTask, seconds: float, room: str | None = None) -> float:
+    self.emit_progress(0, 1, info={"pid": os.getpid()})
+    time.sleep(seconds)
+    return seconds
+
+
+@app.task(bind=True, name="slow_progress")
+def slow_progress(self: StirfriedTask, steps: int, delay: float, room: str | None = None) -> int:
+    for step in range(1, steps + 1):
+        time.sleep(delay)
+        self.emit_progress(step, steps)
+    return steps

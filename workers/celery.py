@@ -13,10 +13,11 @@ Use it as the base class of your tasks::
         self.emit_progress(50, 100)
         return x + y
 
-Events go to the room the gateway put in the task's ``room`` keyword argument.
-Without ``stirfried_redis_url`` (or with the sentinel room, or no ``room`` at
-all) nothing is emitted and tasks behave as plain functions, which keeps them
-unit-testable.
+Events go to the room the gateway put in the task's ``room`` keyword argument
+(none for the sentinel room) and to the task's own room, where subscribers
+receive them; each is numbered and kept in the task's event log. Without
+``stirfried_redis_url`` nothing is emitted and tasks behave as plain functions,
+which keeps them unit-testable.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import celery
-from celery import states
+from billiard.exceptions import WorkerLostError
+from celery import signals, states
 
 from stirfried import events
 from stirfried.config import config_path_from_environment, load_config
@@ -71,7 +73,16 @@ def _runtime_for(app: celery.Celery) -> _WorkerRuntime:
     runtime: _WorkerRuntime | None = getattr(app, "_stirfried_runtime", None)
     if runtime is None or runtime.pid != os.getpid():
         settings = settings_from_prefixed(dict(app.conf.items()))
-        emitter = TaskEventEmitter(settings.redis_url) if settings.redis_url else None
+        emitter = (
+            TaskEventEmitter(
+                settings.redis_url,
+                log_max_length=settings.event_log_max_length,
+                log_ttl=settings.event_log_ttl,
+                log_enabled=settings.event_log,
+            )
+            if settings.redis_url
+            else None
+        )
         runtime = _WorkerRuntime(os.getpid(), settings, emitter)
         app._stirfried_runtime = runtime  # type: ignore[attr-defined]
     return runtime
@@ -85,44 +96,73 @@ class StirfriedTask(celery.Task):  # type: ignore[misc]
     """
 
     def emit_progress(self, current: Any, total: Any, info: Any = None) -> None:
-        """Send ``on_progress`` to the task's room. Needs ``bind=True`` on the task."""
+        """Send ``on_progress`` to the task's rooms. Needs ``bind=True`` on the task."""
         request = self.request
         self._emit(
             events.ON_PROGRESS,
             events.progress(request.id, self.name, current, total, info),
+            request.id,
             request.kwargs,
         )
 
     def on_retry(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
-        self._emit(events.ON_RETRY, events.problem(task_id, self.name, self._einfo(einfo)), kwargs)
+        self._emit(events.ON_RETRY, events.problem(task_id, self.name, self._einfo(einfo)), task_id, kwargs)
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
-        self._emit(events.ON_FAILURE, events.problem(task_id, self.name, self._einfo(einfo)), kwargs)
+        self._emit(events.ON_FAILURE, events.problem(task_id, self.name, self._einfo(einfo)), task_id, kwargs)
 
     def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
-        self._emit(events.ON_SUCCESS, events.success(task_id, self.name, retval), kwargs)
+        self._emit(events.ON_SUCCESS, events.success(task_id, self.name, retval), task_id, kwargs)
 
     def after_return(
         self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:
         if status == states.SUCCESS:
-            self._emit(events.ON_RETURN, events.returned(task_id, self.name, status, retval), kwargs)
+            payload = events.returned(task_id, self.name, status, retval)
         elif status == states.FAILURE:
-            error = self._error_text(retval)
-            self._emit(events.ON_RETURN, events.returned(task_id, self.name, status, error), kwargs)
-
-    def _emit(self, event: str, payload: dict[str, Any], kwargs: Mapping[str, Any] | None) -> None:
-        room = (kwargs or {}).get(ROOM_KWARG)
-        if not isinstance(room, str) or not room:
+            payload = events.returned(task_id, self.name, status, self._error_text(retval))
+        else:
             return
+        self._emit(events.ON_RETURN, payload, task_id, kwargs)
+
+    def report_lost(self, task_id: str, kwargs: Any, einfo: Any, exc: BaseException) -> None:
+        """The pool process running the task died (SIGKILL, out of memory) and the task
+        will not run again: say so, instead of leaving its clients waiting forever.
+
+        Runs in the worker's main process, from Celery's ``task_failure`` signal.
+        """
+        self._emit(events.ON_FAILURE, events.problem(task_id, self.name, self._einfo(einfo)), task_id, kwargs)
+        self._emit(
+            events.ON_RETURN,
+            events.returned(task_id, self.name, states.FAILURE, self._error_text(exc)),
+            task_id,
+            kwargs,
+        )
+
+    def emit_lifecycle(self, event: str, task_id: str, kwargs: Any, **details: Any) -> None:
+        """Send one of Celery's lifecycle events, when ``stirfried_celery_events`` is on."""
+        runtime = self._runtime()
+        if runtime is not None and runtime.settings.celery_events:
+            self._emit(event, events.lifecycle(task_id, self.name, **details), task_id, kwargs)
+
+    def _emit(
+        self, event: str, payload: dict[str, Any], task_id: Any, kwargs: Mapping[str, Any] | None
+    ) -> None:
+        runtime = self._runtime()
+        if runtime is None or runtime.emitter is None or not isinstance(task_id, str):
+            return
+        rooms = [events.task_room(task_id)]
+        room = kwargs.get(ROOM_KWARG) if isinstance(kwargs, Mapping) else None
+        if isinstance(room, str) and room and room != runtime.settings.sentinel_room:
+            rooms.insert(0, room)
+        runtime.emitter.emit(event, payload, task_id, rooms)
+
+    def _runtime(self) -> _WorkerRuntime | None:
         try:
-            runtime = _runtime_for(self.app)
+            return _runtime_for(self.app)
         except ConfigError:
             logger.exception("Stirfried settings in the Celery configuration are invalid")
-            return
-        if runtime.emitter is None or room == runtime.settings.sentinel_room:
-            return
-        runtime.emitter.emit(event, payload, room)
+            return None
 
     def _error_info_on(self) -> bool:
         try:
@@ -139,3 +179,54 @@ class StirfriedTask(celery.Task):  # type: ignore[misc]
         if isinstance(exc, BaseException):
             return f"{type(exc).__name__}: {exc}"
         return str(exc)
+
+
+# Celery's lifecycle, relayed when ``stirfried_celery_events`` is on. Signals
+# rather than Celery's event stream: they need no ``-E`` on the workers, and the
+# events are numbered and logged like every other event of the task.
+
+
+@signals.task_received.connect
+def _on_task_received(sender: Any = None, request: Any = None, **_: Any) -> None:
+    task = getattr(request, "task", None)
+    if isinstance(task, StirfriedTask):
+        task.emit_lifecycle(events.ON_RECEIVED, request.id, request.kwargs)
+
+
+@signals.task_prerun.connect
+def _on_task_prerun(sender: Any = None, task_id: Any = None, kwargs: Any = None, **_: Any) -> None:
+    if isinstance(sender, StirfriedTask):
+        sender.emit_lifecycle(events.ON_STARTED, task_id, kwargs)
+
+
+@signals.task_failure.connect
+def _on_task_failure(
+    sender: Any = None,
+    task_id: Any = None,
+    exception: Any = None,
+    kwargs: Any = None,
+    einfo: Any = None,
+    **_: Any,
+) -> None:
+    # Failures inside the task already reported through on_failure; only a lost
+    # pool process is reported here (by the main process, which survived).
+    if (
+        isinstance(sender, StirfriedTask)
+        and isinstance(exception, WorkerLostError)
+        and isinstance(task_id, str)
+    ):
+        sender.report_lost(task_id, kwargs, einfo, exception)
+
+
+@signals.task_revoked.connect
+def _on_task_revoked(
+    sender: Any = None, request: Any = None, terminated: Any = False, expired: Any = False, **_: Any
+) -> None:
+    if isinstance(sender, StirfriedTask) and request is not None:
+        sender.emit_lifecycle(
+            events.ON_REVOKED,
+            request.id,
+            getattr(request, "kwargs", None),
+            terminated=bool(terminated),
+            expired=bool(expired),
+        )

@@ -10,6 +10,11 @@ and a thin blocking wrapper for scripts::
     with SyncStirfriedClient("http://127.0.0.1:8000") as client:
         print(client.run("count_to", 5, on_progress=print))
 
+A task's events survive a lost connection: after python-socketio reconnects,
+the client resubscribes to every task it is waiting for, from the last
+``event_id`` it saw, and the gateway replays what it missed. ``follow`` waits
+for a task scheduled elsewhere (another process, ``curl``), given its token.
+
 Needs the ``client`` extra (``pip install "stirfried[client]"``): python-socketio's
 asyncio client runs on aiohttp.
 """
@@ -21,6 +26,7 @@ import collections
 import concurrent.futures
 import dataclasses
 import inspect
+import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
@@ -32,10 +38,14 @@ from stirfried import events
 
 T = TypeVar("T")
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_TIMEOUT = 30.0
 # Events can overtake the send_task acknowledgement (a fast task's worker
 # publishes while the ack is still on its way); keep them until it arrives.
 EARLY_EVENT_LIMIT = 1000
+# Subscription tokens of the tasks this client scheduled, newest kept.
+TOKEN_LIMIT = 10_000
 
 
 class StirfriedError(Exception):
@@ -85,14 +95,21 @@ ProgressCallback = Callable[[Progress], Awaitable[None] | None]
 
 
 class _TaskWatch:
-    """Collects one task's events until its ``on_return``."""
+    """Collects one task's events until its ``on_return``, each ``event_id`` once."""
 
-    def __init__(self, on_progress: ProgressCallback | None) -> None:
+    def __init__(self, on_progress: ProgressCallback | None, token: str | None, after: int = 0) -> None:
         self.on_progress = on_progress
+        self.token = token
+        self.last_event_id = after
         self.done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.einfo: str | None = None
 
     async def handle(self, event: str, payload: dict[str, Any]) -> None:
+        event_id = payload.get(events.EVENT_ID)
+        if isinstance(event_id, int):
+            if event_id <= self.last_event_id:
+                return  # already seen (delivered live and replayed)
+            self.last_event_id = event_id
         if event == events.ON_PROGRESS and self.on_progress is not None:
             outcome = self.on_progress(
                 Progress(payload["task_id"], payload["current"], payload["total"], payload["info"])
@@ -103,6 +120,8 @@ class _TaskWatch:
             self.einfo = payload.get("einfo")
         elif event == events.ON_RETURN and not self.done.done():
             self.done.set_result(payload)
+        elif event == events.ON_REVOKED and not self.done.done():
+            self.done.set_result({"status": "REVOKED", "retval": "the task was revoked"})
 
 
 class StirfriedClient:
@@ -110,6 +129,7 @@ class StirfriedClient:
 
     :param url: the gateway, e.g. ``http://127.0.0.1:8000``.
     :param headers: sent when connecting (what ``stirfried_header_task_map`` reads).
+    :param token: a client token (JWT) for gateways that require one.
     :param serializer: ``"default"`` or ``"msgpack"``, as the gateway's ``socketio_serializer``.
     :param timeout: seconds to wait for the connection and for each reply.
     """
@@ -119,19 +139,25 @@ class StirfriedClient:
         url: str,
         *,
         headers: dict[str, str] | None = None,
+        token: str | None = None,
         serializer: str = "default",
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.url = url
         self.timeout = timeout
         self._headers = headers or {}
+        self._auth = {"token": token} if token else None
         self._sio = socketio.AsyncClient(serializer=serializer)
         self._watches: dict[str, _TaskWatch] = {}
         self._early: collections.OrderedDict[str, list[tuple[str, dict[str, Any]]]] = (
             collections.OrderedDict()
         )
+        self._tokens: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self._connected_before = False
+        self._resubscriptions: set[asyncio.Task[None]] = set()
         for event in events.ALL_EVENTS:
             self._sio.on(event, self._dispatcher(event))
+        self._sio.on("connect", self._on_connect)
 
     async def __aenter__(self) -> StirfriedClient:
         await self.connect()
@@ -145,7 +171,9 @@ class StirfriedClient:
     async def connect(self) -> None:
         """Connect; raises StirfriedError naming the URL when the gateway cannot be reached."""
         try:
-            await self._sio.connect(self.url, headers=self._headers, wait_timeout=self.timeout)
+            await self._sio.connect(
+                self.url, headers=self._headers, auth=self._auth, wait_timeout=self.timeout
+            )
         except socketio.exceptions.ConnectionError as error:
             raise StirfriedError(f"cannot connect to {self.url}: {error}") from error
 
@@ -169,7 +197,16 @@ class StirfriedClient:
             task["room"] = room
         reply = await self._call("send_task", task)
         task_id: str = reply["data"]
+        token = reply.get("token")
+        if isinstance(token, str):
+            self._tokens[task_id] = token
+            while len(self._tokens) > TOKEN_LIMIT:
+                self._tokens.popitem(last=False)
         return task_id
+
+    def token_for(self, task_id: str) -> str | None:
+        """The subscription token the gateway gave for a task this client scheduled."""
+        return self._tokens.get(task_id)
 
     async def run(
         self,
@@ -185,23 +222,54 @@ class StirfriedClient:
         in order. Raises TaskFailed if the task fails, TaskTimeout if it does not
         finish within ``timeout`` seconds (default: the client's timeout).
         """
-        watch = _TaskWatch(on_progress)
         task_id = await self.schedule(task_name, *args, kwargs=kwargs)
+        watch = _TaskWatch(on_progress, self.token_for(task_id))
+        return await self._wait(task_id, task_name, watch, timeout)
+
+    async def follow(
+        self,
+        task_id: str,
+        token: str | None = None,
+        *,
+        after: int = 0,
+        on_progress: ProgressCallback | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 -- a per-call limit, like python-socketio's call()
+    ) -> Any:
+        """Wait for the return value of a task scheduled elsewhere (or earlier).
+
+        Subscribes with ``token`` (the one ``POST /task`` or ``send_task`` returned;
+        default: the token of a task this client scheduled) and replays every event
+        after ``after``. Raises like :meth:`run`; RequestFailed for a wrong token.
+        """
+        token = token or self.token_for(task_id)
+        watch = _TaskWatch(on_progress, token, after)
+        self._watches[task_id] = watch
+        try:
+            await self._call("subscribe_task", {"task_id": task_id, "after": after, "token": token})
+        except BaseException:
+            self._watches.pop(task_id, None)
+            raise
+        return await self._wait(task_id, None, watch, timeout)
+
+    async def _wait(
+        self, task_id: str, task_name: str | None, watch: _TaskWatch, seconds: float | None
+    ) -> Any:
         self._watches[task_id] = watch
         try:
             for event, payload in self._early.pop(task_id, []):
                 await watch.handle(event, payload)
-            limit = self.timeout if timeout is None else timeout
+            limit = self.timeout if seconds is None else seconds
             try:
                 returned = await asyncio.wait_for(asyncio.shield(watch.done), limit)
             except TimeoutError as error:
                 raise TaskTimeout(
-                    f"task {task_name} ({task_id}) did not finish within {limit:g} s"
+                    f"task {task_name or task_id} ({task_id}) did not finish within {limit:g} s"
                 ) from error
         finally:
             self._watches.pop(task_id, None)
         if returned["status"] != "SUCCESS":
-            raise TaskFailed(task_id, task_name, returned.get("retval"), watch.einfo)
+            name = task_name or returned.get("task_name") or "?"
+            raise TaskFailed(task_id, name, returned.get("retval"), watch.einfo)
         return returned["retval"]
 
     async def revoke(self, task_id: str) -> None:
@@ -212,6 +280,26 @@ class StirfriedClient:
         """The task's state and result, from the gateway's result backend."""
         reply = await self._call("task_info", task_id)
         return TaskInfo(id=reply["id"], state=reply["state"], result=reply["result"])
+
+    async def _on_connect(self) -> None:
+        if self._connected_before and self._watches:
+            # Not here: a handler that waited for a reply would block the client's
+            # receive loop, which has to deliver that reply.
+            task = asyncio.get_running_loop().create_task(self._resubscribe())
+            self._resubscriptions.add(task)
+            task.add_done_callback(self._resubscriptions.discard)
+        self._connected_before = True
+
+    async def _resubscribe(self) -> None:
+        """After a reconnect: ask for every event each awaited task emitted meanwhile."""
+        for task_id, watch in list(self._watches.items()):
+            if watch.token is None:
+                continue
+            request = {"task_id": task_id, "after": watch.last_event_id, "token": watch.token}
+            try:
+                await self._call("subscribe_task", request)
+            except StirfriedError as error:
+                logger.warning("could not resubscribe to task %s: %s", task_id, error)
 
     async def _call(self, event: str, data: Any) -> dict[str, Any]:
         try:
@@ -287,6 +375,20 @@ class SyncStirfriedClient:
     ) -> Any:
         """Schedule and wait; ``on_progress`` runs on the client's loop thread."""
         return self._wait(self._client.run(task_name, *args, on_progress=on_progress, **options))
+
+    def follow(
+        self,
+        task_id: str,
+        token: str | None = None,
+        *,
+        on_progress: Callable[[Progress], None] | None = None,
+        **options: Any,
+    ) -> Any:
+        """Wait for a task scheduled elsewhere, given its subscription token."""
+        return self._wait(self._client.follow(task_id, token, on_progress=on_progress, **options))
+
+    def token_for(self, task_id: str) -> str | None:
+        return self._client.token_for(task_id)
 
     def revoke(self, task_id: str) -> None:
         self._wait(self._client.revoke(task_id))

@@ -39,6 +39,8 @@ ENVIRONMENT_OVERRIDES = {
     "STIRFRIED_BROKER_URL": "broker_url",
     "STIRFRIED_RESULT_BACKEND": "result_backend",
     "STIRFRIED_REDIS_URL": "stirfried_redis_url",
+    "STIRFRIED_TOKEN_SECRET": "stirfried_token_secret",
+    "STIRFRIED_AUTH_SECRET": "stirfried_auth_secret",
 }
 
 

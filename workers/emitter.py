@@ -1,15 +1,61 @@
-"""Publish task events from a worker process to the gateways' Socket.IO rooms."""
+"""Publish task events from a worker process: numbered, logged and relayed in one round trip.
+
+Each event goes out through one Lua script on the Stirfried Redis server that
+
+1. numbers it: ``INCR`` of the task's counter gives its ``event_id``,
+2. logs it: ``XADD`` to the task's capped stream (unless the log is off),
+3. publishes it on python-socketio's channel, in python-socketio's own message
+   format, to the task's rooms; every gateway's ``AsyncRedisManager`` delivers it.
+
+Doing all three in one script makes the order in the log, the order of the
+``event_id``\\ s and the order of publication the same, even when a retried task
+runs on another worker, and costs one round trip per event.
+
+The script cannot encode JSON faithfully (Lua's cjson turns ``[]`` into ``{}``),
+so Python encodes the payload and the message around it, and the script only
+splices the ``event_id`` in front of the payload's first key.
+"""
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 import logging
+import time
+import uuid
+from collections.abc import Sequence
 from typing import Any
 
-import socketio
+import redis
+from socketio.packet import Packet
+
+from stirfried import events
 
 logger = logging.getLogger(__name__)
+
+SOCKETIO_CHANNEL = "socketio"
+
+# KEYS: sequence counter, event stream.
+# ARGV: channel, message head, payload without its "{", message tail, event
+# name, attachments (JSON list, "" when none), log length (0: no log), ttl.
+EMIT_SCRIPT = """
+local id = string.format('%d', redis.call('INCR', KEYS[1]))
+redis.call('EXPIRE', KEYS[1], ARGV[8])
+local payload = '{"event_id":' .. id .. ',' .. ARGV[3]
+if tonumber(ARGV[7]) > 0 then
+  local entry = {'event', ARGV[5], 'data', payload}
+  if ARGV[6] ~= '' then
+    table.insert(entry, 'attachments')
+    table.insert(entry, ARGV[6])
+  end
+  -- pcall: a log that cannot take the entry (e.g. evicted counter) must not stop the event.
+  redis.pcall('XADD', KEYS[2], 'MAXLEN', ARGV[7], id .. '-0', unpack(entry))
+  redis.call('EXPIRE', KEYS[2], ARGV[8])
+end
+redis.call('PUBLISH', ARGV[1], ARGV[2] .. payload .. ARGV[4])
+return tonumber(id)
+"""
 
 
 def _jsonable(value: Any) -> Any:
@@ -21,36 +67,79 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
-class EventJson:
-    """The ``json`` module python-socketio's manager uses, with a lenient encoder.
+def dumps(value: Any) -> str:
+    """Compact JSON that never fails on a task's odd return value."""
+    return json.dumps(value, default=_jsonable, separators=(",", ":"))
 
-    Bytes never reach it: python-socketio moves them out as binary attachments first.
+
+def encode_event(
+    event: str, payload: dict[str, Any], rooms: Sequence[str], host_id: str
+) -> tuple[str, str, str, str]:
+    """The parts of a python-socketio ``emit`` message around a payload.
+
+    Returns ``(head, payload_without_brace, tail, attachments)``: the script
+    publishes ``head + '{"event_id":N,' + payload_without_brace + tail``.
+    Bytes travel as python-socketio's base64 attachments, as its own managers do.
     """
-
-    @staticmethod
-    def dumps(value: Any, **kwargs: Any) -> str:
-        return json.dumps(value, default=_jsonable, separators=(",", ":"), **kwargs)
-
-    @staticmethod
-    def loads(text: str | bytes, **kwargs: Any) -> Any:
-        return json.loads(text, **kwargs)
+    binary = Packet.data_is_binary(payload)
+    attachments: list[str] = []
+    if binary:
+        payload, raw = Packet.deconstruct_binary(payload)
+        attachments = [base64.b64encode(item).decode("ascii") for item in raw]
+    body = dumps(payload)
+    if not body.startswith("{") or body == "{}":
+        raise ValueError("an event payload must be a non-empty JSON object")
+    head = '{"method":"emit","event":' + dumps(event) + ',"data":['
+    tail = (
+        "".join("," + dumps(item) for item in attachments)
+        + '],"binary":'
+        + dumps(binary)
+        + ',"namespace":"/","room":'
+        + dumps(list(rooms))
+        + ',"skip_sid":null,"callback":null,"host_id":'
+        + dumps(host_id)
+        + "}"
+    )
+    return head, body[1:], tail, dumps(attachments) if attachments else ""
 
 
 class TaskEventEmitter:
-    """Sends events to a room through python-socketio's write-only ``RedisManager``.
+    """Numbers, logs and publishes a worker's task events; one per worker process.
 
-    One instance per worker process: it holds one Redis connection pool. A failed
-    publish is logged and swallowed, because a lost event must never fail the task.
+    A failed publish is logged and swallowed, because a lost event must never
+    fail the task.
     """
 
-    def __init__(self, redis_url: str, channel: str = "socketio") -> None:
-        self._manager = socketio.RedisManager(
-            redis_url, channel=channel, write_only=True, json=EventJson, logger=logger
-        )
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        log_max_length: int,
+        log_ttl: int,
+        log_enabled: bool = True,
+        channel: str = SOCKETIO_CHANNEL,
+    ) -> None:
+        self._redis = redis.Redis.from_url(redis_url)
+        self._script = self._redis.register_script(EMIT_SCRIPT)
+        self._channel = channel
+        self._log_length = log_max_length if log_enabled else 0
+        self._ttl = log_ttl
+        self._host_id = uuid.uuid4().hex
 
-    def emit(self, event: str, payload: dict[str, Any], room: str) -> None:
-        """Publish ``event`` with ``payload`` to every client in ``room``."""
+    def emit(self, event: str, payload: dict[str, Any], task_id: str, rooms: Sequence[str]) -> int | None:
+        """Send ``event`` to ``rooms``; return its ``event_id`` (None if Redis failed)."""
         try:
-            self._manager.emit(event, payload, room=room, namespace="/")
+            head, body, tail, attachments = encode_event(
+                event, {events.TIMESTAMP: time.time(), **payload}, rooms, self._host_id
+            )
+            event_id = self._script(
+                keys=[events.event_sequence_key(task_id), events.event_log_key(task_id)],
+                args=[self._channel, head, body, tail, event, attachments, self._log_length, self._ttl],
+            )
+            return int(event_id)
         except Exception:
-            logger.exception("could not emit %s to room %s", event, room)
+            logger.exception("could not emit %s of task %s", event, task_id)
+            return None
+
+    def close(self) -> None:
+        self._redis.close()

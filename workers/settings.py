@@ -82,6 +82,64 @@ class StirfriedSettings:
         5.0,
         "Seconds a publish, revoke or result read may take before the client gets HTTP 503 / a failed reply.",
     )
+    event_log: bool = _setting(
+        True,
+        "Workers keep each task's events in a capped Redis stream, so clients can replay them "
+        "(`subscribe_task`, `GET /task/{id}/events`).",
+    )
+    event_log_max_length: int = _setting(1000, "Events kept per task; older ones are trimmed.")
+    event_log_ttl: int = _setting(3600, "Seconds a task's event log is kept after its last event.")
+    token_secret: str = _setting(
+        "",
+        "Secret that signs subscription tokens; every gateway of a fleet needs the same one "
+        "(or set `STIRFRIED_TOKEN_SECRET`). Empty: a random secret per gateway process.",
+    )
+    celery_events: bool = _setting(
+        False,
+        "Workers also emit `on_received`, `on_started` and `on_revoked` for every task, from Celery's "
+        "own lifecycle signals.",
+    )
+    anonymous: bool = _setting(
+        False,
+        "Serve clients without a token. Off: every request needs a token signed with "
+        "`auth_secret` (the gateway refuses to start with neither).",
+    )
+    auth_secret: str = _setting(
+        "",
+        "Shared secret (at least 32 bytes) that signs client tokens: HS256 JWTs with `sub`, `exp`, "
+        "`tasks` and `follow` claims (or set `STIRFRIED_AUTH_SECRET`).",
+    )
+    subject_kwarg: str = _setting(
+        "", "Keyword argument that receives the token's subject (`sub`); clients cannot set it."
+    )
+    max_request_bytes: int = _setting(
+        65536, "Largest HTTP body or Socket.IO message accepted (HTTP 413 / failed reply)."
+    )
+    max_nesting: int = _setting(20, "Deepest nesting of lists and objects accepted in `args` and `kwargs`.")
+    rate_limit: float = _setting(
+        20.0,
+        "Tasks per second one client (token subject, else IP address) may schedule "
+        "(HTTP 429 / failed reply). 0: no limit.",
+    )
+    rate_burst: int = _setting(40, "Tasks a client may schedule at once before `rate_limit` applies.")
+    max_connections_per_ip: int = _setting(
+        100, "Socket.IO connections one IP address may hold on one gateway process. 0: no limit."
+    )
+    trusted_proxies: tuple[str, ...] = _setting(
+        ("127.0.0.1", "::1"),
+        "Addresses of reverse proxies whose `X-Forwarded-For` names the real client (for rate and "
+        "connection limits and logs).",
+    )
+    cors_origins: tuple[str, ...] = _setting(
+        (),
+        "Other origins (e.g. `https://app.example.com`) whose pages may call the HTTP and "
+        "Socket.IO APIs. Empty: the gateway's own origin only.",
+    )
+    progress_rate: float = _setting(
+        0.0,
+        "At most this many `on_progress` events per second per task reach clients "
+        "(latest wins, the last one always arrives). 0: no limit.",
+    )
 
 
 SETTING_FIELDS: Mapping[str, dataclasses.Field[Any]] = {
@@ -108,6 +166,15 @@ def build_settings(values: Mapping[str, Any], source: str = "") -> StirfriedSett
         raise ConfigError(
             f"{_where(source)}'{SETTINGS_PREFIX}log_level' must be DEBUG, INFO, WARNING or ERROR"
         )
+    for name in ("event_log_max_length", "event_log_ttl", "max_request_bytes", "max_nesting", "rate_burst"):
+        if checked.get(name, 1) < 1:
+            raise ConfigError(f"{_where(source)}'{SETTINGS_PREFIX}{name}' must be >= 1")
+    for name in ("progress_rate", "rate_limit", "max_connections_per_ip"):
+        if checked.get(name, 0) < 0:
+            raise ConfigError(f"{_where(source)}'{SETTINGS_PREFIX}{name}' must be >= 0")
+    secret = checked.get("auth_secret", "")
+    if secret and len(secret.encode()) < 32:
+        raise ConfigError(f"{_where(source)}'{SETTINGS_PREFIX}auth_secret' must be at least 32 bytes long")
     if checked.get("sentinel_room", "x") == "":
         raise ConfigError(f"{_where(source)}'{SETTINGS_PREFIX}sentinel_room' must not be empty")
     return StirfriedSettings(**checked)

@@ -12,7 +12,7 @@ const EXAMPLE_ARGS = {
 const FINISHED = new Set(["SUCCESS", "FAILURE", "REVOKED"]);
 
 const socket = io({ transports: ["websocket", "polling"] });
-const rows = new Map(); // task id -> {row, state}
+const rows = new Map(); // task id -> {row, state, token, lastEventId}
 let connectedBefore = false;
 
 const $ = (selector) => document.querySelector(selector);
@@ -26,11 +26,43 @@ function setConnection(text, cls) {
 socket.on("connect", () => {
   setConnection(connectedBefore ? "connected (reconnected)" : "connected", "connected");
   connectedBefore = true;
-  // Events sent while we were away are lost: ask for the state of unfinished tasks.
-  for (const taskId of rows.keys()) {
-    if (!FINISHED.has(rows.get(taskId).state)) requestInfo(taskId);
+  // A new connection is a new client to the gateway: resubscribe to every
+  // unfinished task from the last event seen, and the gateway replays the rest.
+  for (const [taskId, entry] of rows) {
+    if (!FINISHED.has(entry.state)) resubscribe(taskId, entry);
   }
 });
+
+function resubscribe(taskId, entry) {
+  const request = { task_id: taskId, after: entry.lastEventId, token: entry.token };
+  socket.timeout(10000).emit("subscribe_task", request, (error, reply) => {
+    if (error || !reply || reply.status !== "success") requestInfo(taskId);
+  });
+}
+
+// Events can overtake the send_task reply: keep them until the task's row exists.
+const early = new Map(); // task id -> [[handler, event], ...]
+const EARLY_LIMIT = 1000;
+
+function onTaskEvent(name, handler) {
+  socket.on(name, (event) => {
+    if (!event || typeof event.task_id !== "string") return;
+    if (rows.has(event.task_id)) return handler(event);
+    if (!early.has(event.task_id)) {
+      if (early.size >= EARLY_LIMIT) early.delete(early.keys().next().value);
+      early.set(event.task_id, []);
+    }
+    early.get(event.task_id).push([handler, event]);
+  });
+}
+
+// Each event once: a replay may repeat what already arrived live.
+function fresh(event) {
+  const entry = rows.get(event.task_id);
+  if (!entry || !(event.event_id > entry.lastEventId)) return null;
+  entry.lastEventId = event.event_id;
+  return entry;
+}
 socket.on("disconnect", () => setConnection("disconnected, reconnecting…", "disconnected"));
 socket.io.on("reconnect_attempt", () => setConnection("disconnected, reconnecting…", "disconnected"));
 
@@ -56,7 +88,7 @@ function show(value) {
   return typeof value === "string" ? value : JSON.stringify(value);
 }
 
-function addRow(taskId, taskName) {
+function addRow(taskId, taskName, token) {
   const row = document.createElement("tr");
   row.dataset.taskId = taskId;
   for (const name of ["name", "id", "state", "progress", "result", "actions"]) {
@@ -82,8 +114,10 @@ function addRow(taskId, taskName) {
     cell(row, "actions").appendChild(button);
   }
   $("#tasks tbody").prepend(row);
-  rows.set(taskId, { row, state: "PENDING" });
+  rows.set(taskId, { row, state: "PENDING", token, lastEventId: 0 });
   setState(taskId, "PENDING");
+  for (const [handler, event] of early.get(taskId) || []) handler(event);
+  early.delete(taskId);
 }
 
 function revoke(taskId) {
@@ -103,8 +137,19 @@ function requestInfo(taskId) {
   });
 }
 
-socket.on("on_progress", (event) => {
-  const entry = rows.get(event.task_id);
+onTaskEvent("on_received", (event) => {
+  const entry = fresh(event);
+  if (entry && !FINISHED.has(entry.state)) setState(event.task_id, "RECEIVED");
+});
+onTaskEvent("on_started", (event) => {
+  const entry = fresh(event);
+  if (entry && !FINISHED.has(entry.state)) setState(event.task_id, "STARTED");
+});
+onTaskEvent("on_revoked", (event) => {
+  if (fresh(event)) setState(event.task_id, "REVOKED");
+});
+onTaskEvent("on_progress", (event) => {
+  const entry = fresh(event);
   if (!entry) return;
   const bar = cell(entry.row, "progress").querySelector("progress");
   bar.max = event.total;
@@ -113,26 +158,27 @@ socket.on("on_progress", (event) => {
     `${Math.round((100 * event.current) / event.total)}%` + (event.info ? ` ${show(event.info)}` : "");
   if (!FINISHED.has(entry.state)) setState(event.task_id, "PROGRESS");
 });
-socket.on("on_retry", (event) => {
-  const entry = rows.get(event.task_id);
+onTaskEvent("on_retry", (event) => {
+  const entry = fresh(event);
   if (!entry) return;
   entry.retries = (entry.retries || 0) + 1;
   setState(event.task_id, `RETRY (${entry.retries})`);
 });
-socket.on("on_success", (event) => {
+onTaskEvent("on_success", (event) => {
+  const entry = fresh(event);
+  if (!entry) return;
   setState(event.task_id, "SUCCESS");
   setResult(event.task_id, show(event.retval));
-  const entry = rows.get(event.task_id);
-  if (entry) {
-    const bar = cell(entry.row, "progress").querySelector("progress");
-    bar.value = bar.max; // a task that reports no progress is still complete
-  }
+  const bar = cell(entry.row, "progress").querySelector("progress");
+  bar.value = bar.max; // a task that reports no progress is still complete
 });
-socket.on("on_failure", (event) => {
+onTaskEvent("on_failure", (event) => {
+  if (!fresh(event)) return;
   setState(event.task_id, "FAILURE");
   if (event.einfo) setResult(event.task_id, event.einfo.trim().split("\n").pop());
 });
-socket.on("on_return", (event) => {
+onTaskEvent("on_return", (event) => {
+  if (!fresh(event)) return;
   if (event.status === "FAILURE") setResult(event.task_id, event.retval ? show(event.retval) : "failed (no details)");
 });
 
@@ -157,6 +203,6 @@ $("#send-form").addEventListener("submit", (e) => {
   socket.timeout(10000).emit("send_task", { task_name: taskName, args, kwargs }, (error, reply) => {
     if (error) $("#form-error").textContent = "no reply from the gateway";
     else if (reply.status !== "success") $("#form-error").textContent = reply.data;
-    else addRow(reply.data, taskName);
+    else addRow(reply.data, taskName, reply.token);
   });
 });

@@ -46,7 +46,10 @@ def example_config(redis_url: str, broker_url: str, tmp_path_factory: pytest.Tem
             "worker_prefetch_multiplier": 1,
             "stirfried_redis_url": redis_url,
             "stirfried_example_page": True,
+            "stirfried_anonymous": True,
             "stirfried_error_info": True,
+            # The restarted gateway must accept the tokens the first one issued.
+            "stirfried_token_secret": "browser-test-secret",
         },
     )
 
@@ -198,11 +201,19 @@ def test_revoked_queued_task_never_runs(browser, gateway_process):
 
 def test_page_reports_a_gateway_restart_and_recovers(browser, gateway_process):
     open_page(browser, gateway_process)
+    running = send(browser, "count_to", "[10]")  # 0.3 s per step
+    wait_until(browser, lambda: text_of(running, "state") == "PROGRESS")
 
     gateway_process.stop()
     wait_until(browser, lambda: "disconnected" in browser.find_element(By.ID, "connection").text)
     gateway_process.start()
     wait_until(browser, lambda: browser.find_element(By.ID, "connection").text == "connected (reconnected)")
+
+    # The task went on while the page was cut off: the page resubscribed, got
+    # the events it missed replayed, and shows the task finished, not stuck.
+    wait_until(browser, lambda: text_of(running, "state") == "SUCCESS")
+    assert text_of(running, "progress").startswith("100% step 10 of 10")
+    assert text_of(running, "result") == "10"
 
     row = send(browser, "add", "[20, 22]")
     wait_until(browser, lambda: text_of(row, "result") == "42")

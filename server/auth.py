@@ -1,0 +1,154 @@
+"""Client tokens: who may schedule which tasks and follow which task ids.
+
+A token is an HS256 JSON Web Token signed with ``stirfried_auth_secret``
+(PyJWT; the algorithm is pinned, so ``alg: none`` or an RS/HS confusion is
+refused). Claims:
+
+- ``sub`` (required): the subject, e.g. a user id; logged, used as the rate-limit
+  key, and put in ``stirfried_subject_kwarg`` of every task it schedules;
+- ``exp`` (required): expiry, checked on every request, not only at connect;
+- ``tasks``: task names the holder may schedule (``["*"]``: any the gateway allows;
+  absent: none, a follow-only token);
+- ``follow``: task ids the holder may follow, read and revoke without their
+  subscription token (absent: none);
+- ``tags``: tags put on every task the holder schedules (besides ``subject:<sub>``);
+- ``follow_tags``: the holder may follow, read and revoke every task carrying one of
+  these tags, e.g. ``["subject:alice"]`` for a support tool watching Alice's tasks.
+
+Web backends mint these for their users (``stirfried-token`` does it for development).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import jwt
+
+from stirfried.server.task_request import RequestRejected
+
+ALGORITHM = "HS256"
+ANY_TASK = "*"
+
+
+class NotAuthenticated(RequestRejected):
+    """No token, or one that is invalid or expired: HTTP 401."""
+
+    status = 401
+
+
+@dataclasses.dataclass(frozen=True)
+class Principal:
+    """Who is asking: a token's claims, or the anonymous client."""
+
+    subject: str | None = None
+    """None for an anonymous client."""
+    tasks: frozenset[str] | None = None
+    """Task names it may schedule; None: any the gateway allows (anonymous clients)."""
+    follow: frozenset[str] = frozenset()
+    tags: frozenset[str] = frozenset()
+    """Tags for the tasks it schedules (``subject:<sub>`` included)."""
+    follow_tags: frozenset[str] = frozenset()
+    expires: float | None = None
+
+    def check_current(self) -> None:
+        """Raise NotAuthenticated once the token has expired (long-lived connections too)."""
+        if self.expires is not None and time.time() >= self.expires:
+            raise NotAuthenticated("the token has expired")
+
+    def may_schedule(self, task_name: str) -> bool:
+        return self.tasks is None or ANY_TASK in self.tasks or task_name in self.tasks
+
+    def may_follow(self, task_id: str) -> bool:
+        return task_id in self.follow
+
+
+ANONYMOUS = Principal()
+
+
+class Authenticator:
+    """Turns a bearer token (or its absence) into a Principal."""
+
+    def __init__(self, secret: str, anonymous: bool) -> None:
+        self._secret = secret
+        self._anonymous = anonymous
+
+    @property
+    def anonymous(self) -> bool:
+        """Whether clients without a token are served (``stirfried_anonymous``)."""
+        return self._anonymous
+
+    @property
+    def enabled(self) -> bool:
+        """Whether tokens can be checked at all (a secret is configured)."""
+        return bool(self._secret)
+
+    def authenticate(self, token: Any) -> Principal:
+        """The principal of ``token``; without one, anonymous if allowed. Raises NotAuthenticated."""
+        if token is None or token == "":
+            if self._anonymous:
+                return ANONYMOUS
+            raise NotAuthenticated("a token is required (Authorization: Bearer <token>, or Socket.IO auth)")
+        if not isinstance(token, str):
+            raise NotAuthenticated("the token must be a string")
+        if not self._secret:
+            raise NotAuthenticated("this gateway accepts no tokens (no stirfried_auth_secret)")
+        try:
+            claims = jwt.decode(
+                token, self._secret, algorithms=[ALGORITHM], options={"require": ["sub", "exp"]}
+            )
+        except jwt.ExpiredSignatureError as error:
+            raise NotAuthenticated("the token has expired") from error
+        except jwt.InvalidTokenError as error:
+            raise NotAuthenticated(f"invalid token: {error}") from error
+        subject = str(claims["sub"])
+        return Principal(
+            subject=subject,
+            tasks=_names(claims.get("tasks", []), "tasks"),
+            follow=_names(claims.get("follow", []), "follow"),
+            tags=_names(claims.get("tags", []), "tags") | {f"subject:{subject}"},
+            follow_tags=_names(claims.get("follow_tags", []), "follow_tags"),
+            expires=float(claims["exp"]),
+        )
+
+    def mint(
+        self,
+        subject: str,
+        tasks: Iterable[str] = (),
+        follow: Iterable[str] = (),
+        ttl: float = 3600,
+        tags: Iterable[str] = (),
+        follow_tags: Iterable[str] = (),
+    ) -> str:
+        """A signed token (for development and tests; production backends mint their own)."""
+        if not self._secret:
+            raise ValueError("stirfried_auth_secret is not set")
+        now = int(time.time())
+        claims = {
+            "sub": subject,
+            "iat": now,
+            "exp": now + int(ttl),
+            "tasks": list(tasks),
+            "follow": list(follow),
+            "tags": list(tags),
+            "follow_tags": list(follow_tags),
+        }
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+
+
+def _names(value: Any, claim: str) -> frozenset[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise NotAuthenticated(f"invalid token: claim '{claim}' must be a list of strings")
+    return frozenset(value)
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, if there is one."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise NotAuthenticated("the Authorization header must be 'Bearer <token>'")
+    return token.strip()

@@ -1,0 +1,122 @@
+"""Limits and origins: sizes, nesting, rates, connections per address, CORS; the gateway keeps serving."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+import socketio
+
+from stirfried.server.limits import RateLimited, RateLimiter, client_address
+from tests.helpers import post_task, url_of
+
+
+def test_token_bucket_allows_the_burst_then_the_rate():
+    limiter = RateLimiter(rate=2, burst=3)
+    for _ in range(3):
+        limiter.take("a", now=100.0)
+    with pytest.raises(RateLimited):
+        limiter.take("a", now=100.0)
+    limiter.take("b", now=100.0)  # buckets are per client
+    limiter.take("a", now=100.5)  # one token back after 1/rate seconds
+    with pytest.raises(RateLimited):
+        limiter.take("a", now=100.5)
+
+
+def test_the_client_address_behind_trusted_proxies():
+    trusted = frozenset({"127.0.0.1", "10.0.0.2"})
+    assert client_address("203.0.113.9", "1.2.3.4", trusted) == "203.0.113.9"  # untrusted peer: ignore header
+    assert client_address("127.0.0.1", "198.51.100.7", trusted) == "198.51.100.7"
+    # A client may prepend anything; the last hop before our proxies counts.
+    assert client_address("127.0.0.1", "6.6.6.6, 198.51.100.7, 10.0.0.2", trusted) == "198.51.100.7"
+    assert client_address("127.0.0.1", None, trusted) == "127.0.0.1"
+
+
+async def test_oversized_and_over_nested_requests_are_refused_and_the_gateway_keeps_serving(
+    start_gateway, http, connect
+):
+    gateway = await start_gateway(stirfried_max_request_bytes=2048, stirfried_max_nesting=5)
+    big = {"task_name": "add", "args": ["x" * 4000, "y"]}
+    deep: list = []
+    for _ in range(10):
+        deep = [deep]
+
+    status, body = await post_task(http, gateway, big)
+    assert status == 413 and "larger than 2048 bytes" in body["data"]
+    status, body = await post_task(http, gateway, {"task_name": "add", "args": [deep, 1]})
+    assert status == 400 and "nests deeper than 5" in body["data"]
+
+    client = await connect(gateway)
+    assert (await client.call("send_task", {"task_name": "add", "args": ["x" * 3000, "y"]}))["data"] == (
+        "the task object is larger than 2048 bytes"
+    )
+    reply = await client.call("send_task", {"task_name": "add", "kwargs": {"a": {"b": deep}}})
+    assert reply["status"] == "failed" and "nests deeper" in reply["data"]
+
+    status, body = await post_task(http, gateway, {"task_name": "add", "args": [1, 2]})
+    assert status == 201
+    assert (await client.call("send_task", {"task_name": "add", "args": [1, 2]}))["status"] == "success"
+
+
+async def test_tasks_per_client_per_second_are_limited(start_gateway, http, connect):
+    gateway = await start_gateway(stirfried_rate_limit=1, stirfried_rate_burst=3)
+    task = {"task_name": "add", "args": [1, 1]}
+
+    statuses = [(await post_task(http, gateway, task))[0] for _ in range(4)]
+    assert statuses == [201, 201, 201, 429]
+    # Another client (behind the trusted local proxy) has a bucket of its own.
+    status, _ = await post_task(http, gateway, task, headers={"X-Forwarded-For": "198.51.100.7"})
+    assert status == 201
+
+    office = {"X-Forwarded-For": "203.0.113.5"}
+    client = await connect(gateway, headers=office)
+    replies = [await client.call("send_task", task) for _ in range(3)]
+    assert [reply["status"] for reply in replies] == ["success"] * 3
+    # A new connection from the same address does not get a fresh bucket.
+    again = await connect(gateway, headers=office)
+    reply = await again.call("send_task", task)
+    assert reply["status"] == "failed" and "too many tasks" in reply["data"]
+
+
+async def test_connections_per_address_are_capped(start_gateway, connect):
+    gateway = await start_gateway(stirfried_max_connections_per_ip=2)
+    first, second = await connect(gateway), await connect(gateway)
+
+    third = socketio.AsyncClient(reconnection=False)
+    refusals: list[dict] = []
+    third.on("connect_error", refusals.append)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await third.connect(str(gateway.make_url("/")), transports=["websocket"], wait_timeout=10)
+    assert refusals[0]["message"] == "too many connections from this address"
+
+    await first.disconnect()  # a slot frees up
+    replacement = await connect(gateway)
+    assert replacement.sio.connected and second.sio.connected
+
+
+async def test_cors_allows_only_the_configured_origins(start_gateway, http):
+    gateway = await start_gateway(stirfried_cors_origins=["https://app.example.com"])
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+
+    async with http.options(
+        url_of(gateway, "/task"), headers={"Origin": "https://app.example.com", **preflight}
+    ) as response:
+        assert response.status == 204
+        assert response.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    async with http.options(
+        url_of(gateway, "/task"), headers={"Origin": "https://evil.example", **preflight}
+    ) as r:
+        assert r.status == 403 and "Access-Control-Allow-Origin" not in r.headers
+    async with http.get(url_of(gateway, "/task/x"), headers={"Origin": "https://evil.example"}) as r:
+        assert "Access-Control-Allow-Origin" not in r.headers
+    async with http.get(url_of(gateway, "/task/x"), headers={"Origin": "https://app.example.com"}) as r:
+        assert r.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+
+
+async def test_socketio_handshakes_from_other_origins_are_refused(gateway):
+    own = str(gateway.make_url("/")).rstrip("/")
+    url = url_of(gateway, "/socket.io/?EIO=4&transport=polling")
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url, headers={"Origin": "https://evil.example"}) as response:
+            assert response.status == 400 and "not an accepted origin" in await response.text()
+        async with session.get(url, headers={"Origin": own}) as response:
+            assert response.status == 200
