@@ -13,14 +13,16 @@ import concurrent.futures
 import dataclasses
 import datetime
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import celery
 from celery import states
 from celery.backends.base import DisabledBackend
 from kombu.exceptions import EncodeError
+from kombu.messaging import Producer
 
+from stirfried.server.batcher import Batcher, Outcomes
 from stirfried.server.metrics import GatewayMetrics
 from stirfried.server.scheduling import PublishPlan
 from stirfried.server.task_request import InvalidRequest
@@ -28,6 +30,9 @@ from stirfried.server.task_request import InvalidRequest
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# Tasks one publish batch carries at most.
+MAX_BATCH = 256
 
 
 class CeleryUnavailable(Exception):
@@ -78,14 +83,26 @@ class CeleryFacade:
             "interval_step": min(0.2, timeout / 4),
             "interval_max": min(0.5, timeout / 4),
         }
+        self._batching = _transport_batches(app)
+        # Batching transports: two batches in flight, so one slow round trip does
+        # not hold everything up. Others publish one message per thread, as before.
+        self._publishes: Batcher[PublishPlan] = Batcher(
+            self._publish_batch,
+            max_batch=MAX_BATCH if self._batching else 1,
+            max_in_flight=min(2, threads) if self._batching else threads,
+        )
 
     @property
     def app(self) -> celery.Celery:
         return self._app
 
     async def publish(self, plan: PublishPlan) -> str:
-        """Send the planned task (and its chain); return the main task's id."""
-        await self._run("publish", "publish the task", self._publish_blocking, plan)
+        """Send the planned task (and its chain); return the main task's id.
+
+        Concurrent publishes leave together (see stirfried.server.batcher): on a
+        broker whose transport batches (Redis), one round trip carries them all.
+        """
+        await self._bounded("publish", "publish the task", self._publishes.send(plan))
         return plan.main.task_id
 
     async def revoke(self, task_id: str) -> None:
@@ -104,6 +121,7 @@ class CeleryFacade:
 
     async def close(self) -> None:
         """Let running calls finish, then release the thread pool and broker connections."""
+        await self._publishes.drain()
         await asyncio.to_thread(self._close_blocking)
 
     def _close_blocking(self) -> None:
@@ -112,17 +130,17 @@ class CeleryFacade:
 
     async def _run(self, operation: str, what: str, function: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, function, *args)
+        # Shielded: a call that timed out still runs to its end in its thread.
+        return await self._bounded(operation, what, asyncio.shield(future))
+
+    async def _bounded(self, operation: str, what: str, call: Awaitable[T]) -> T:
+        """Await ``call`` within the broker timeout, counted in the metrics, errors translated."""
+        loop = asyncio.get_running_loop()
         self._metrics.executor_pending.inc()
         started = loop.time()
-
-        def finished(_: asyncio.Future[T]) -> None:
-            self._metrics.executor_pending.dec()
-            self._metrics.celery_call_seconds.labels(operation).observe(loop.time() - started)
-
-        future = loop.run_in_executor(self._executor, function, *args)
-        future.add_done_callback(finished)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), self._timeout)
+            return await asyncio.wait_for(call, self._timeout)
         except EncodeError as error:
             raise InvalidRequest(f"the task's arguments cannot be serialized: {error}") from error
         except TimeoutError as error:
@@ -134,8 +152,43 @@ class CeleryFacade:
             raise CeleryUnavailable(
                 f"could not {what}: {type(error).__name__} from the broker or result backend"
             ) from error
+        finally:
+            self._metrics.executor_pending.dec()
+            self._metrics.celery_call_seconds.labels(operation).observe(loop.time() - started)
 
-    def _publish_blocking(self, plan: PublishPlan) -> None:
+    async def _publish_batch(self, plans: list[PublishPlan]) -> Outcomes:
+        self._metrics.publish_batch_size.observe(len(plans))
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._publish_batch_blocking, plans)
+
+    def _publish_batch_blocking(self, plans: list[PublishPlan]) -> Outcomes:
+        """Publish ``plans``, in one broker round trip where the transport batches.
+
+        A message that cannot be encoded fails alone. In a batch, any other error
+        (or a failed flush, after which delivery is uncertain) fails all of it;
+        without batching each message succeeds or fails on its own.
+        """
+        outcomes: Outcomes = [None] * len(plans)
+        with self._app.producer_or_acquire() as producer:
+            if not self._batching:
+                for index, plan in enumerate(plans):
+                    try:
+                        self._publish_blocking(producer, plan)
+                    except Exception as error:
+                        outcomes[index] = error
+                return outcomes
+            try:
+                with producer.batch(max_size=2 * MAX_BATCH):
+                    for index, plan in enumerate(plans):
+                        try:
+                            self._publish_blocking(producer, plan)
+                        except EncodeError as error:
+                            outcomes[index] = error
+            except Exception as error:
+                return [outcome or error for outcome in outcomes]
+        return outcomes
+
+    def _publish_blocking(self, producer: Producer, plan: PublishPlan) -> None:
         """Publish the plan's main task (its followers ride along as Celery links).
 
         What ``Celery.send_task`` does, minus the per-call work a gateway never
@@ -170,10 +223,9 @@ class CeleryFacade:
             reply_to=self._app.thread_oid,
             create_sent_event=self._app.conf.task_send_sent_event,
         )
-        with self._app.producer_or_acquire() as producer:
-            amqp.send_task_message(
-                producer, main.name, message, retry=True, retry_policy=self._retry_policy, **options
-            )
+        amqp.send_task_message(
+            producer, main.name, message, retry=True, retry_policy=self._retry_policy, **options
+        )
 
     def _check_broker_blocking(self) -> None:
         with self._app.pool.acquire(block=True, timeout=self._timeout) as connection:
@@ -203,3 +255,13 @@ def _timestamp(date_done: Any) -> float | None:
     if date_done.tzinfo is None:
         date_done = date_done.replace(tzinfo=datetime.UTC)
     return date_done.timestamp()
+
+
+def _transport_batches(app: celery.Celery) -> bool:
+    """Whether the broker's kombu transport can send many publishes in one round trip
+    (``Producer.batch``, kombu 5.7: Redis yes, py-amqp no). Opens no connection."""
+    connection = app.connection_for_write()
+    try:
+        return bool(getattr(connection.transport.implements, "batch_publish", False))
+    finally:
+        connection.release()

@@ -50,6 +50,8 @@ class GatewayMetrics:
     socketio_clients: Gauge
     executor_pending: Gauge
     celery_call_seconds: Histogram
+    publish_batch_size: Histogram
+    """Tasks per broker round trip: above 1 when concurrent publishes were coalesced."""
     http_request_seconds: Histogram
 
     @classmethod
@@ -83,6 +85,10 @@ class GatewayMetrics:
                 "stirfried_celery_call_seconds", "Duration of blocking Celery calls.",
                 ["operation"], registry=registry,
                 buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            ),
+            publish_batch_size=Histogram(
+                "stirfried_publish_batch_size", "Tasks sent to the broker together, per batch.",
+                registry=registry, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             ),
             http_request_seconds=Histogram(
                 "stirfried_http_request_seconds", "HTTP request duration.",

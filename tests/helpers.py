@@ -42,3 +42,11 @@ def seed_payload(payload: dict[str, Any]) -> dict[str, Any]:
     assert isinstance(payload.get("event_id"), int) and payload["event_id"] >= 1, payload
     assert abs(payload.get("timestamp", 0) - time.time()) < 120, payload
     return {key: value for key, value in payload.items() if key not in ("event_id", "timestamp")}
+
+
+def metric(text: str, line_start: str) -> float:
+    """The value of the first sample line starting with ``line_start``."""
+    for line in text.splitlines():
+        if line.startswith(line_start):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no sample {line_start!r} in:\n{text}")

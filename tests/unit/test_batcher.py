@@ -1,0 +1,110 @@
+"""The publish batcher: what arrives while a batch is out leaves together, each caller gets its own outcome."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from stirfried.server.batcher import Batcher, Outcomes
+
+
+class Broker:
+    """Records batches; each batch waits for ``release`` so tests can pile items up behind it."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.release = asyncio.Event()
+        self.failing: set[int] = set()
+
+    async def send(self, items: list[int]) -> Outcomes:
+        self.batches.append(items)
+        await self.release.wait()
+        return [ValueError(f"item {item} failed") if item in self.failing else None for item in items]
+
+
+async def test_items_arriving_while_a_batch_is_out_leave_together():
+    broker = Broker()
+    batcher = Batcher(broker.send, max_batch=100, max_in_flight=1)
+
+    first = asyncio.create_task(batcher.send(0))
+    await asyncio.sleep(0)
+    rest = [asyncio.create_task(batcher.send(item)) for item in range(1, 6)]
+    await asyncio.sleep(0)
+    assert batcher.waiting == 5
+    broker.release.set()
+    await asyncio.gather(first, *rest)
+
+    assert broker.batches == [[0], [1, 2, 3, 4, 5]]
+
+
+async def test_batches_are_capped_and_as_many_leave_as_may_be_in_flight():
+    broker = Broker()
+    batcher = Batcher(broker.send, max_batch=2, max_in_flight=2)
+
+    sends = [asyncio.create_task(batcher.send(item)) for item in range(7)]
+    for _ in range(3):  # let the sends queue and the first batches start
+        await asyncio.sleep(0)
+    # The first two leave at once (nothing to wait for), the rest queue behind them.
+    assert broker.batches == [[0], [1]] and batcher.waiting == 5
+    broker.release.set()
+    await asyncio.gather(*sends)
+
+    assert broker.batches == [[0], [1], [2, 3], [4, 5], [6]]
+
+
+async def test_each_caller_gets_its_own_items_outcome():
+    broker = Broker()
+    broker.failing = {2}
+    broker.release.set()
+    batcher = Batcher(broker.send, max_batch=10, max_in_flight=1)
+
+    outcomes = await asyncio.gather(*(batcher.send(item) for item in range(4)), return_exceptions=True)
+
+    assert [type(outcome) for outcome in outcomes] == [type(None), type(None), ValueError, type(None)]
+    assert str(outcomes[2]) == "item 2 failed"
+
+
+async def test_a_batch_that_raises_fails_each_of_its_items_and_the_next_batch_goes_on():
+    calls = 0
+
+    async def send(items: list[int]) -> Outcomes:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("broker went away")
+        return [None] * len(items)
+
+    batcher = Batcher(send, max_batch=10, max_in_flight=1)
+    with pytest.raises(ConnectionError, match="broker went away"):
+        await batcher.send(1)
+    await batcher.send(2)
+
+
+async def test_an_item_whose_caller_gave_up_while_waiting_is_never_sent():
+    broker = Broker()
+    batcher = Batcher(broker.send, max_batch=10, max_in_flight=1)
+    first = asyncio.create_task(batcher.send(0))
+    await asyncio.sleep(0)
+
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(batcher.send(1), 0.01)
+    broker.release.set()
+    await first
+    await batcher.send(2)
+
+    assert broker.batches == [[0], [2]]
+
+
+async def test_drain_waits_for_batches_that_have_left():
+    broker = Broker()
+    batcher = Batcher(broker.send, max_batch=10, max_in_flight=1)
+    sending = asyncio.create_task(batcher.send(0))
+    await asyncio.sleep(0)
+
+    draining = asyncio.create_task(batcher.drain())
+    await asyncio.sleep(0.01)
+    assert not draining.done()
+    broker.release.set()
+    await asyncio.wait_for(draining, 1)
+    assert sending.done()
