@@ -28,8 +28,9 @@ class Batcher(Generic[T]):
     """Sends items in batches through ``send_batch``, at most ``max_in_flight`` batches at a time.
 
     ``send_batch`` is a coroutine function that sends a batch (blocking work
-    belongs in a thread) and returns one outcome per item; if it raises, every item of the
-    batch fails with that error. All state is touched on the event loop only.
+    belongs in a thread) and returns one outcome per item; if it raises, every
+    item of the batch fails with that error. All state is touched on the event
+    loop only, so no locks.
     """
 
     def __init__(
@@ -61,8 +62,8 @@ class Batcher(Generic[T]):
         try:
             await future
         except asyncio.CancelledError:
-            if entry in self._waiting:
-                self._waiting.remove(entry)
+            # Still queued: take it out (by identity; items may compare equal).
+            self._waiting = [waiting for waiting in self._waiting if waiting is not entry]
             raise
 
     async def drain(self) -> None:

@@ -3,7 +3,8 @@
 Every Celery call blocks on the network (publish, revoke broadcast, result
 read), so each one runs in a bounded thread pool owned by this facade and is
 awaited with a timeout. The rest of the server only awaits; the event loop
-never touches the broker.
+never touches the broker. Publishes that arrive together also leave together
+(stirfried.server.batcher), in one round trip where kombu's transport batches.
 """
 
 from __future__ import annotations

@@ -60,7 +60,10 @@ def test_gateway_unit_is_a_hardened_notify_service_the_cli_accepts():
         assert parsed.config == "/etc/stirfried/stirfried.yaml"
 
 
-@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed here")
+@pytest.mark.skipif(
+    shutil.which("nginx") is None,
+    reason="nginx is not installed here (tools/run-tests.sh installs it as root)",
+)
 def test_nginx_example_config_is_valid(tmp_path):
     main = tmp_path / "nginx.conf"
     main.write_text(
