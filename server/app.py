@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import urllib.parse
 from collections.abc import AsyncIterator
 
 import celery
@@ -64,7 +65,7 @@ def create_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[METRICS] = metrics = GatewayMetrics.create(settings.available_tasks)
     app[CELERY] = CeleryFacade(
-        _celery_app(config), settings.executor_threads, settings.broker_timeout, metrics
+        gateway_celery_app(config), settings.executor_threads, settings.broker_timeout, metrics
     )
     app[TOKENS] = SubscriptionTokens(settings.token_secret)
     app[AUTH] = Authenticator(settings.auth_secret, settings.anonymous)
@@ -132,9 +133,22 @@ def check_serializers(config: Config) -> None:
             )
 
 
-def _celery_app(config: Config) -> celery.Celery:
+REDIS_BROKER_SCHEMES = frozenset({"redis", "rediss", "redis+socket", "sentinel", "valkey", "valkeys"})
+
+
+def gateway_celery_app(config: Config) -> celery.Celery:
+    """The gateway's Celery app: the config's Celery keys, plus socket timeouts on a Redis broker."""
     app = celery.Celery("stirfried-gateway", set_as_current=False)
     app.conf.update(config.celery)
+    broker_url = str(app.conf.broker_url or "").split(";")[0]
+    if urllib.parse.urlsplit(broker_url).scheme in REDIS_BROKER_SCHEMES:
+        # kombu's Redis transport waits forever on a broker that stops answering (no
+        # socket timeouts by default), which would hold every publish thread; the
+        # gateway's own timeout is the natural bound. Options set in the config win.
+        options = dict(app.conf.broker_transport_options or {})
+        options.setdefault("socket_timeout", config.stirfried.broker_timeout)
+        options.setdefault("socket_connect_timeout", config.stirfried.broker_timeout)
+        app.conf.broker_transport_options = options
     return app
 
 

@@ -229,9 +229,12 @@ class CeleryFacade:
         )
 
     def _check_broker_blocking(self) -> None:
-        with self._app.pool.acquire(block=True, timeout=self._timeout) as connection:
+        # A fresh connection, not one from the publish pool: a pooled connection that
+        # is already open answers "connected" without a word to the broker (a Redis
+        # broker could be gone for seconds and this check would not notice).
+        with self._app.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1, interval_start=0, timeout=self._timeout)
-            connection.default_channel  # noqa: B018 -- opening a channel talks to the broker
+            connection.default_channel  # noqa: B018 -- opening a channel talks to the broker (Redis: PING)
 
     def _read_state_blocking(self, task_id: str) -> TaskState:
         meta = self._app.backend.get_task_meta(task_id)

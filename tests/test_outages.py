@@ -169,7 +169,9 @@ async def test_broker_stop_and_start_under_load_loses_nothing_accepted(fleet, st
         await asyncio.to_thread(fleet.broker.start)
         await asyncio.sleep(3)  # back without a gateway restart
 
-    done = await completed(http, url, load.accepted, timeout=30)
+    # Generous: Celery's worker can take half a minute to exit after losing its broker
+    # (then the supervisor starts it again), and redelivery waits for the visibility timeout.
+    done = await completed(http, url, load.accepted, timeout=120)
     waiting = waiting_in_broker(fleet.broker.url) & (set(load.accepted) - done)
     lost = set(load.accepted) - done - waiting
     # The broker acknowledged (and fsynced) the publish of a task whose id is in its append-only
@@ -187,6 +189,9 @@ async def test_broker_stop_and_start_under_load_loses_nothing_accepted(fleet, st
     # Every accepted task ran, is still held by the broker (a worker had taken it: it sits in
     # kombu's ``unacked`` hash until the visibility timeout), or was durably in the broker.
     assert len(load.accepted) > 0 and lost - lost_after_the_broker == set()
+    # The transport's window holds one message per consumer connection, and the worker loses
+    # its connection once per outage (twice if it restarts into the outage).
+    assert len(lost_after_the_broker) <= 2
     # Accepted again after the broker came back.
     async with http.post(url + "/task", json={"task_name": "add", "args": [2, 2]}) as response:
         assert response.status == 201
