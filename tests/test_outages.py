@@ -77,7 +77,13 @@ def fleet(base_config: dict[str, Any], tmp_path_factory: pytest.TempPathFactory)
         # Celery 5.7's worker on a Redis broker exits when the broker restarts (kombu cannot
         # restore its unacknowledged messages on the lost connection); systemd, or the test's
         # supervisor, starts it again, and a message it had taken comes back after this long.
-        "broker_transport_options": {"visibility_timeout": 10},
+        # kombu sweeps for such messages every unacked_restore_interval x unacked_restore_throttle
+        # seconds (100 by default): every second here.
+        "broker_transport_options": {
+            "visibility_timeout": 10,
+            "unacked_restore_interval": 1,
+            "unacked_restore_throttle": 1,
+        },
     }
     path = services.write_config(directory / "fleet.yaml", config)
     try:
@@ -171,7 +177,7 @@ async def test_broker_stop_and_start_under_load_loses_nothing_accepted(fleet, st
 
     # Generous: Celery's worker can take half a minute to exit after losing its broker
     # (then the supervisor starts it again), and redelivery waits for the visibility timeout.
-    done = await completed(http, url, load.accepted, timeout=120)
+    done = await completed(http, url, load.accepted, timeout=75)
     waiting = waiting_in_broker(fleet.broker.url) & (set(load.accepted) - done)
     lost = set(load.accepted) - done - waiting
     # The broker acknowledged (and fsynced) the publish of a task whose id is in its append-only
