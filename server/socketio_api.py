@@ -117,6 +117,7 @@ class SocketIOApi:
         context = await self._context(sid)
         if context.address is not None:
             self._connections.close(context.address)
+        self._subscriptions.forget(sid)
         return None
 
     def _emitted_by_client(self, sid: str) -> bool:

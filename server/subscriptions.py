@@ -64,9 +64,13 @@ class TaskSubscriptions:
         self._held: dict[str, dict[str, list[TaskEvent]]] = {}
         # task id -> queues of the SSE streams following it (None ends a stream)
         self._streams: dict[str, set[asyncio.Queue[TaskEvent | None]]] = {}
+        # task id -> sids that unsubscribed from it: the task's events also name the
+        # scheduling client's own room, so leaving the task's room is not enough.
+        self._unsubscribed: dict[str, set[str]] = {}
+        self._unsubscribed_by_sid: dict[str, set[str]] = {}
 
     def live(self, task_id: str, event: TaskEvent) -> list[str]:
-        """Take a live event of ``task_id``; return the sids it must not be sent to yet.
+        """Take a live event of ``task_id``; return the sids it must not be sent to (now).
 
         Called by the relay for every task event before it reaches the task's rooms.
         """
@@ -75,12 +79,13 @@ class TaskSubscriptions:
                 _cut_off(queue)
             else:
                 queue.put_nowait(event)
+        skipped = list(self._unsubscribed.get(task_id, ()))
         held = self._held.get(task_id)
-        if not held:
-            return []
-        for events_held in held.values():
-            events_held.append(event)
-        return list(held)
+        if held:
+            for events_held in held.values():
+                events_held.append(event)
+            skipped.extend(held)
+        return skipped
 
     async def subscribe(self, sid: str, task_id: str, after: int) -> int:
         """Join ``sid`` to the task's room and replay what it missed; return events replayed."""
@@ -97,6 +102,7 @@ class TaskSubscriptions:
             except Exception:
                 await self._sio.leave_room(sid, room)
                 raise
+            self._resubscribed(sid, task_id)
             delivered = after
             for event in history:
                 await self._send(sid, event)
@@ -114,8 +120,31 @@ class TaskSubscriptions:
                 del self._held[task_id]
 
     async def unsubscribe(self, sid: str, task_id: str) -> None:
+        """Stop the task's events to ``sid``, also those addressed to its own room."""
         assert self._sio is not None
         await self._sio.leave_room(sid, events.task_room(task_id))
+        self._unsubscribed.setdefault(task_id, set()).add(sid)
+        self._unsubscribed_by_sid.setdefault(sid, set()).add(task_id)
+
+    def forget(self, sid: str) -> None:
+        """Drop what is kept for a client that disconnected."""
+        for task_id in self._unsubscribed_by_sid.pop(sid, ()):
+            self._discard_unsubscribed(sid, task_id)
+
+    def _resubscribed(self, sid: str, task_id: str) -> None:
+        tasks = self._unsubscribed_by_sid.get(sid)
+        if tasks is not None and task_id in tasks:
+            tasks.discard(task_id)
+            if not tasks:
+                del self._unsubscribed_by_sid[sid]
+            self._discard_unsubscribed(sid, task_id)
+
+    def _discard_unsubscribed(self, sid: str, task_id: str) -> None:
+        sids = self._unsubscribed.get(task_id)
+        if sids is not None:
+            sids.discard(sid)
+            if not sids:
+                del self._unsubscribed[task_id]
 
     async def stream(self, task_id: str, after: int, idle: float) -> AsyncGenerator[TaskEvent | None, None]:
         """The task's events after ``after``: replayed, then live; None after ``idle`` quiet seconds.
