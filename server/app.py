@@ -67,7 +67,9 @@ def create_app(config: Config) -> web.Application:
     app[CELERY] = CeleryFacade(
         gateway_celery_app(config), settings.executor_threads, settings.broker_timeout, metrics
     )
-    app[TOKENS] = SubscriptionTokens(settings.token_secret)
+    # Without a token secret of its own, a fleet that shares its auth secret shares
+    # subscription tokens too (the HMAC input is domain-separated from JWTs).
+    app[TOKENS] = SubscriptionTokens(settings.token_secret or settings.auth_secret)
     app[AUTH] = Authenticator(settings.auth_secret, settings.anonymous)
     # One client for the event log and task tags; it connects on first use.
     redis_client = _redis_client(settings)

@@ -27,8 +27,8 @@ class SubscriptionTokens:
     def __init__(self, secret: str) -> None:
         if not secret:
             logger.warning(
-                "stirfried_token_secret is not set: subscription tokens are valid only on this "
-                "gateway process and only until it restarts"
+                "neither stirfried_token_secret nor stirfried_auth_secret is set: subscription "
+                "tokens are valid only on this gateway process and only until it restarts"
             )
             secret = secrets.token_urlsafe(32)
         self._key = secret.encode()

@@ -92,7 +92,8 @@ class StirfriedSettings:
     token_secret: str = _setting(
         "",
         "Secret that signs subscription tokens; every gateway of a fleet needs the same one "
-        "(or set `STIRFRIED_TOKEN_SECRET`). Empty: a random secret per gateway process.",
+        "(or set `STIRFRIED_TOKEN_SECRET`). Empty: derived from `stirfried_auth_secret`, "
+        "or without that a random secret per gateway process.",
     )
     celery_events: bool = _setting(
         False,
