@@ -146,7 +146,7 @@ class SocketIOApi:
         return await self._answer(sid, "subscribe_task", self._subscribe_task, args)
 
     async def unsubscribe_task(self, sid: str, *args: Any) -> Reply:
-        """Stop following a task (events addressed to this client's own room still arrive)."""
+        """Stop following a task: none of its events reach this client any more."""
         return await self._answer(sid, "unsubscribe_task", self._unsubscribe_task, args)
 
     async def unknown_event(self, event: str, sid: str, *args: Any) -> Reply:
