@@ -12,7 +12,7 @@ import celery
 import socketio
 
 from bench.stats import summary
-from stirfried import events
+from stirfried import protocol
 
 
 async def http_submissions(gateway_url: str, concurrency: int, seconds: float) -> dict[str, Any]:
@@ -74,7 +74,7 @@ async def end_to_end(gateway_url: str, tasks: int) -> dict[str, Any]:
     arrived: dict[str, asyncio.Future[None]] = {}
     loop = asyncio.get_running_loop()
 
-    @client.on(events.ON_SUCCESS)
+    @client.on(protocol.ON_SUCCESS)
     async def on_success(payload: dict[str, Any]) -> None:
         arrived.setdefault(payload["task_id"], loop.create_future()).set_result(None)
 
@@ -101,13 +101,13 @@ async def progress_flood(gateway_url: str, count: int) -> dict[str, Any]:
     done = asyncio.Event()
     first: list[float] = []
 
-    @client.on(events.ON_PROGRESS)
+    @client.on(protocol.ON_PROGRESS)
     async def on_progress(payload: dict[str, Any]) -> None:
         if not first:
             first.append(time.perf_counter())
         received.append(payload["current"])
 
-    @client.on(events.ON_RETURN)
+    @client.on(protocol.ON_RETURN)
     async def on_return(payload: dict[str, Any]) -> None:
         done.set()
 
@@ -153,27 +153,27 @@ def event_log_cost(redis_url: str, count: int) -> dict[str, dict[str, Any]]:
     from stirfried.emitter import TaskEventEmitter
 
     def payload(task_id: str, step: int) -> dict[str, Any]:
-        return events.progress(task_id, "flood", step, count, {"message": f"step {step}"})
+        return protocol.progress(task_id, "flood", step, count, {"message": f"step {step}"})
 
     results: dict[str, dict[str, Any]] = {}
     client = redis.Redis.from_url(redis_url)
     for name, log in (("event_log_on", True), ("event_log_off", False)):
         emitter = TaskEventEmitter(redis_url, log_max_length=count, log_ttl=600, log_enabled=log)
         task_id = f"bench-{uuid.uuid4()}"
-        rooms = [events.task_room(task_id)]
+        rooms = [protocol.task_room(task_id)]
         began = time.perf_counter()
         for step in range(1, count + 1):
-            emitter.emit(events.ON_PROGRESS, payload(task_id, step), task_id, rooms)
+            emitter.emit(protocol.ON_PROGRESS, payload(task_id, step), task_id, rooms)
         elapsed = time.perf_counter() - began
-        memory = client.memory_usage(events.event_log_key(task_id), samples=0) or 0
-        client.delete(events.event_log_key(task_id), events.event_sequence_key(task_id))
+        memory = client.memory_usage(protocol.event_log_key(task_id), samples=0) or 0
+        client.delete(protocol.event_log_key(task_id), protocol.event_sequence_key(task_id))
         emitter.close()
         results[name] = {"per_second": count / elapsed, "bytes_per_1000_events": memory * 1000 / count}
     manager = socketio.RedisManager(redis_url, write_only=True)
     task_id = f"bench-{uuid.uuid4()}"
     began = time.perf_counter()
     for step in range(1, count + 1):
-        manager.emit(events.ON_PROGRESS, payload(task_id, step), room=events.task_room(task_id))
+        manager.emit(protocol.ON_PROGRESS, payload(task_id, step), room=protocol.task_room(task_id))
     elapsed = time.perf_counter() - began
     results["socketio_manager_publish"] = {"per_second": count / elapsed, "bytes_per_1000_events": 0.0}
     client.close()

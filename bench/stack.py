@@ -11,12 +11,10 @@ import contextlib
 import dataclasses
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,8 @@ from typing import Any
 import celery
 import redis
 import yaml
+
+from tests.services import free_port, start_server_process, stop_process
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 QUEUE = "stirfried-bench"
@@ -98,21 +98,6 @@ def _wait_for_worker(redis_url: str, worker: subprocess.Popen[bytes], deadline: 
         app.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-
-
 def _settings(url: str) -> dict[str, Any]:
     return {
         "broker_url": url,
@@ -152,7 +137,8 @@ def running_stack(system: System, redis_url: str) -> Iterator[Stack]:
     """A Celery worker (two processes) and a gateway of ``system`` on ``redis_url``."""
     with tempfile.TemporaryDirectory() as name:
         directory = Path(name)
-        port = _free_port()
+        port = free_port()
+        gateway_url = f"http://127.0.0.1:{port}"
         worker_command, gateway_command, probe = _commands(system, directory, redis_url, port)
         environment = {
             **os.environ,
@@ -166,23 +152,15 @@ def running_stack(system: System, redis_url: str) -> Iterator[Stack]:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        gateway = subprocess.Popen(
-            gateway_command, cwd=directory, env=environment, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, preexec_fn=raise_open_file_limit,
-        )  # fmt: skip
-        gateway_url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    with urllib.request.urlopen(gateway_url + probe, timeout=1):
-                        break
-                except OSError:
-                    if time.monotonic() > deadline or gateway.poll() is not None:
-                        raise RuntimeError(f"the {system.name} gateway did not start") from None
-                    time.sleep(0.1)
-            _wait_for_worker(redis_url, worker, deadline)
-            yield Stack(redis_url, gateway_url, gateway.pid)
+            gateway = start_server_process(
+                gateway_command, gateway_url + probe, None, cwd=directory, env=environment,
+                preexec_fn=raise_open_file_limit,
+            )  # fmt: skip
+            try:
+                _wait_for_worker(redis_url, worker, time.monotonic() + 30)
+                yield Stack(redis_url, gateway_url, gateway.pid)
+            finally:
+                stop_process(gateway)
         finally:
-            _stop(gateway)
-            _stop(worker)
+            stop_process(worker)

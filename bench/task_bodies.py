@@ -11,7 +11,7 @@ from typing import Any
 import celery
 
 
-def register(app: celery.Celery) -> None:
+def register(app: celery.Celery[Any]) -> None:
     """Add ``noop``, ``add`` and ``flood`` to ``app`` (whose task class is a StirfriedTask)."""
 
     @app.task(name="noop")

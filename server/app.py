@@ -1,111 +1,179 @@
-"""``create_app``: the single entry point that builds a gateway, for the CLI and the tests."""
+"""``create_app``: the single entry point that builds a gateway, for the CLI and the tests.
+
+``create_app`` does no I/O: it checks the configuration, builds the objects that
+hold no connection, and registers one ``cleanup_ctx`` generator per resource.
+Each generator opens its resource, yields while the gateway serves, and closes
+it, so start-up and shutdown sit side by side. aiohttp runs them in the order
+below at start-up and in reverse at shutdown: clients are dropped first, then
+the relay, the Redis clients and the Celery threads.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import celery
-import redis.asyncio
 from aiohttp import web
 
 from stirfried.config import Config
-from stirfried.server import event_relay, health
-from stirfried.server.access import TaskAccess
+from stirfried.server import health, redis_clients
 from stirfried.server.app_keys import (
     ACCESS,
-    AUTH,
+    CALLERS,
     CELERY,
     CONFIG,
     METRICS,
+    REDIS,
     SCHEDULER,
     SOCKETIO,
     SUBSCRIPTIONS,
-    TOKENS,
 )
-from stirfried.server.auth import Authenticator
+from stirfried.server.caller import Authenticator, Callers
 from stirfried.server.celery_facade import CeleryFacade
+from stirfried.server.development.example_page import example_page_routes
 from stirfried.server.event_log import EventLog
-from stirfried.server.example_page import example_page_routes
+from stirfried.server.event_relay import RelayingRedisManager, TaskEventRelay
 from stirfried.server.http_api import http_routes, json_errors
-from stirfried.server.http_metrics import measure_requests, show_metrics
 from stirfried.server.metrics import GatewayMetrics
 from stirfried.server.origins import OriginPolicy
-from stirfried.server.scheduler import TaskScheduler
-from stirfried.server.socketio_api import SocketIOApi
-from stirfried.server.socketio_server import create_socketio_server
+from stirfried.server.scheduling import TaskScheduler
+from stirfried.server.socketio_api import SocketIOApi, drop_connections
+from stirfried.server.socketio_options import create_socketio_server
 from stirfried.server.subscriptions import TaskSubscriptions
-from stirfried.server.tokens import SubscriptionTokens
-from stirfried.settings import ConfigError, StirfriedSettings
+from stirfried.server.task_access import TaskAccess, subscription_tokens
+from stirfried.settings import ConfigError
 
 logger = logging.getLogger(__name__)
 
 UNSAFE_SERIALIZERS = frozenset({"pickle", "application/x-python-serialize", "yaml"})
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+ShutdownHook = Callable[[web.Application], Awaitable[None]]
+REDIS_BROKER_SCHEMES = frozenset({"redis", "rediss", "redis+socket", "sentinel", "valkey", "valkeys"})
 
 
 def create_app(config: Config) -> web.Application:
     """Build the gateway described by ``config``.
 
     Raises ConfigError (naming the key) for settings the gateway cannot honour.
-    Nothing here does I/O: connections open in the application's cleanup
-    context or on first use, and close at shutdown.
     """
     check_serializers(config)
+    check_access_settings(config)
     settings = config.stirfried
     if not settings.redis_url and not settings.embedded_redis:
         logger.warning("stirfried_redis_url is not set: workers cannot send events to this gateway's clients")
-    check_access_settings(config)
     origins = OriginPolicy(settings.cors_origins)
+    metrics = GatewayMetrics.create(settings.available_tasks)
     app = web.Application(
-        middlewares=[measure_requests, json_errors, origins.middleware()],
+        middlewares=[metrics.measure_requests(), json_errors, origins.middleware()],
         client_max_size=settings.max_request_bytes,
     )
     app.on_response_prepare.append(origins.add_headers)
     app[CONFIG] = config
-    app[METRICS] = metrics = GatewayMetrics.create(settings.available_tasks)
-    app[CELERY] = CeleryFacade(
-        gateway_celery_app(config), settings.executor_threads, settings.broker_timeout, metrics
+    app[METRICS] = metrics
+    app[CALLERS] = Callers(
+        Authenticator(settings.auth_secret, settings.anonymous),
+        settings.trusted_proxies,
+        settings.header_task_map,
     )
-    # Without a token secret of its own, a fleet that shares its auth secret shares
-    # subscription tokens too (the HMAC input is domain-separated from JWTs).
-    app[TOKENS] = SubscriptionTokens(settings.token_secret or settings.auth_secret)
-    app[AUTH] = Authenticator(settings.auth_secret, settings.anonymous)
-    # One client for the event log and task tags; it connects on first use.
-    redis_client = _redis_client(settings)
-    app[ACCESS] = TaskAccess(app[AUTH], app[TOKENS], redis_client, settings.event_log_ttl)
-    app[SCHEDULER] = TaskScheduler(app[CELERY], settings, metrics, app[ACCESS])
-    app.cleanup_ctx.append(_close_celery)
-    app.cleanup_ctx.append(health.readiness_redis)
+    # The Socket.IO server also carries the relay of worker events, which SSE
+    # streams need even when the Socket.IO API itself is switched off.
+    relay = TaskEventRelay(settings.progress_rate)
+    app[SOCKETIO] = sio = create_socketio_server(config, relay, metrics.count_event, origins)
+
     app.add_routes(health.health_routes())
     if settings.metrics:
-        app.add_routes([web.get("/metrics", show_metrics)])
+        app.add_routes(metrics.routes())
     if settings.enable_http:
         app.add_routes(http_routes(settings))
     if settings.example_page:
         app.add_routes(example_page_routes(config))
-    # The Socket.IO server also carries the relay of worker events, which SSE
-    # streams need even when the Socket.IO API itself is switched off.
-    sio = create_socketio_server(config, on_event=metrics.count_event, origins=origins)
-    app[SOCKETIO] = sio
-    event_log = EventLog(redis_client) if redis_client is not None else None
-    app[SUBSCRIPTIONS] = subscriptions = TaskSubscriptions(sio, event_log, app[CELERY], settings)
-    if isinstance(sio.manager, event_relay.RelayingRedisManager):
-        relay = event_relay.TaskEventRelay(subscriptions, sio.manager.deliver, settings.progress_rate)
-        sio.manager.relay = relay.relay
-        app.on_cleanup.append(lambda _app: _close_relay(relay))
     if settings.enable_socketio:
         sio.attach(app)
-        SocketIOApi(
-            sio, app[SCHEDULER], app[CELERY], subscriptions, app[TOKENS], app[AUTH], app[ACCESS], settings
-        ).register()
-        metrics.count_clients_with(lambda: len(sio.eio.sockets))
-    app.cleanup_ctx.append(event_relay.start_event_relay)
-    app.on_shutdown.append(_end_streams)
-    app.on_shutdown.append(event_relay.disconnect_clients)
-    app.cleanup_ctx.append(_shutdown_socketio)
-    app.cleanup_ctx.append(_close_event_log)
+
+    app.cleanup_ctx.extend(
+        [
+            celery_facade,
+            redis_client,
+            health.readiness_redis,
+            task_services(relay),
+            socketio_server(relay),
+        ]
+    )
+    # Before aiohttp waits for open requests: a websocket or an SSE stream would
+    # hold the shutdown until its timeout. Clients reconnect (elsewhere) and resume.
+    app.on_shutdown.append(_drop_clients(relay))
     return app
+
+
+async def celery_facade(app: web.Application) -> AsyncIterator[None]:
+    """The Celery facade and its thread pool: publishes in flight finish before it closes."""
+    config = app[CONFIG]
+    settings = config.stirfried
+    # Built in a thread: Celery's configuration loader touches the file system.
+    celery_app = await asyncio.to_thread(gateway_celery_app, config)
+    app[CELERY] = facade = CeleryFacade(
+        celery_app, settings.executor_threads, settings.broker_timeout, app[METRICS]
+    )
+    yield
+    await facade.close()
+
+
+async def redis_client(app: web.Application) -> AsyncIterator[None]:
+    """The one Redis client for event logs and task tags (it connects on first use)."""
+    settings = app[CONFIG].stirfried
+    if not settings.redis_url:
+        yield
+        return
+    app[REDIS] = client = redis_clients.open_client(settings.redis_url, settings.broker_timeout)
+    yield
+    await client.aclose()
+
+
+def task_services(relay: TaskEventRelay) -> CleanupContext:
+    """Access checks, scheduling and subscriptions, built on the resources opened before."""
+
+    async def build(app: web.Application) -> AsyncIterator[None]:
+        settings = app[CONFIG].stirfried
+        client = app.get(REDIS)
+        tokens = subscription_tokens(settings.token_secret, settings.auth_secret)
+        app[ACCESS] = TaskAccess(app[CALLERS].authenticator, tokens, client, settings.event_log_ttl)
+        app[SCHEDULER] = TaskScheduler(app[CELERY], settings, app[METRICS], app[ACCESS])
+        event_log = EventLog(client) if client is not None else None
+        app[SUBSCRIPTIONS] = TaskSubscriptions(app[SOCKETIO], relay, event_log, app[CELERY], settings)
+        yield
+
+    return build
+
+
+def socketio_server(relay: TaskEventRelay) -> CleanupContext:
+    """The Socket.IO handlers and the Redis listener; at shutdown, the server and the relay."""
+
+    async def serve(app: web.Application) -> AsyncIterator[None]:
+        settings = app[CONFIG].stirfried
+        sio = app[SOCKETIO]
+        if settings.enable_socketio:
+            SocketIOApi(
+                sio, app[SCHEDULER], app[CELERY], app[SUBSCRIPTIONS], app[CALLERS], app[ACCESS], settings
+            ).register()
+            app[METRICS].count_clients_with(lambda: len(sio.eio.sockets))
+        if isinstance(sio.manager, RelayingRedisManager):
+            await sio.manager.listen_now(settings.broker_timeout)
+        yield
+        await sio.shutdown()
+        relay.close()
+
+    return serve
+
+
+def _drop_clients(relay: TaskEventRelay) -> ShutdownHook:
+    async def drop(app: web.Application) -> None:
+        relay.close_streams()
+        await drop_connections(app[SOCKETIO])
+
+    return drop
 
 
 def check_access_settings(config: Config) -> None:
@@ -135,9 +203,6 @@ def check_serializers(config: Config) -> None:
             )
 
 
-REDIS_BROKER_SCHEMES = frozenset({"redis", "rediss", "redis+socket", "sentinel", "valkey", "valkeys"})
-
-
 def gateway_celery_app(config: Config) -> celery.Celery:
     """The gateway's Celery app: the config's Celery keys, plus socket timeouts on a Redis broker."""
     app = celery.Celery("stirfried-gateway", set_as_current=False)
@@ -152,36 +217,3 @@ def gateway_celery_app(config: Config) -> celery.Celery:
         options.setdefault("socket_connect_timeout", config.stirfried.broker_timeout)
         app.conf.broker_transport_options = options
     return app
-
-
-async def _close_celery(app: web.Application) -> AsyncIterator[None]:
-    yield
-    await app[CELERY].close()
-
-
-def _redis_client(settings: StirfriedSettings) -> redis.asyncio.Redis | None:
-    if not settings.redis_url:
-        return None
-    return redis.asyncio.Redis.from_url(
-        settings.redis_url,
-        socket_connect_timeout=settings.broker_timeout,
-        socket_timeout=settings.broker_timeout,
-    )
-
-
-async def _close_event_log(app: web.Application) -> AsyncIterator[None]:
-    yield
-    await app[SUBSCRIPTIONS].close()
-
-
-async def _end_streams(app: web.Application) -> None:
-    app[SUBSCRIPTIONS].close_streams()
-
-
-async def _close_relay(relay: event_relay.TaskEventRelay) -> None:
-    relay.close()
-
-
-async def _shutdown_socketio(app: web.Application) -> AsyncIterator[None]:
-    yield
-    await app[SOCKETIO].shutdown()

@@ -1,4 +1,8 @@
-"""Typed keys for the state the gateway keeps on its ``aiohttp.web.Application``."""
+"""Typed keys for the state the gateway keeps on its ``aiohttp.web.Application``.
+
+Which ``cleanup_ctx`` generator of :mod:`stirfried.server.app` owns (opens and
+closes) each value is noted beside it.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +11,25 @@ import socketio
 from aiohttp import web
 
 from stirfried.config import Config
-from stirfried.server.access import TaskAccess
-from stirfried.server.auth import Authenticator
+from stirfried.server.caller import Callers
 from stirfried.server.celery_facade import CeleryFacade
 from stirfried.server.metrics import GatewayMetrics
-from stirfried.server.scheduler import TaskScheduler
+from stirfried.server.scheduling import TaskScheduler
 from stirfried.server.subscriptions import TaskSubscriptions
-from stirfried.server.tokens import SubscriptionTokens
+from stirfried.server.task_access import TaskAccess
 
+# Set by create_app (nothing to open or close).
 CONFIG = web.AppKey("stirfried_config", Config)
-CELERY = web.AppKey("stirfried_celery", CeleryFacade)
-SOCKETIO = web.AppKey("stirfried_socketio", socketio.AsyncServer)
 METRICS = web.AppKey("stirfried_metrics", GatewayMetrics)
+CALLERS = web.AppKey("stirfried_callers", Callers)
+SOCKETIO = web.AppKey("stirfried_socketio", socketio.AsyncServer)
+# Owned by app.celery_facade.
+CELERY = web.AppKey("stirfried_celery", CeleryFacade)
+# Owned by app.redis_client (absent without stirfried_redis_url).
+REDIS = web.AppKey("stirfried_redis", redis.asyncio.Redis)
+# Owned by health.readiness_redis.
 READINESS_REDIS = web.AppKey("stirfried_readiness_redis", redis.asyncio.Redis)
+# Built by app.task_services from the resources above.
+ACCESS = web.AppKey("stirfried_access", TaskAccess)
 SCHEDULER = web.AppKey("stirfried_scheduler", TaskScheduler)
 SUBSCRIPTIONS = web.AppKey("stirfried_subscriptions", TaskSubscriptions)
-TOKENS = web.AppKey("stirfried_tokens", SubscriptionTokens)
-AUTH = web.AppKey("stirfried_auth", Authenticator)
-ACCESS = web.AppKey("stirfried_access", TaskAccess)

@@ -4,7 +4,7 @@ Every Celery call blocks on the network (publish, revoke broadcast, result
 read), so each one runs in a bounded thread pool owned by this facade and is
 awaited with a timeout. The rest of the server only awaits; the event loop
 never touches the broker. Publishes that arrive together also leave together
-(stirfried.server.batcher), in one round trip where kombu's transport batches.
+(stirfried.server.publish_batcher), in one round trip where kombu's transport batches.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import concurrent.futures
 import dataclasses
 import datetime
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import celery
@@ -23,10 +23,9 @@ from celery.backends.base import DisabledBackend
 from kombu.exceptions import EncodeError
 from kombu.messaging import Producer
 
-from stirfried.server.batcher import Batcher, Outcomes
+from stirfried.server.errors import CeleryUnavailable, InvalidRequest, Refusal, ResultBackendMissing
 from stirfried.server.metrics import GatewayMetrics
-from stirfried.server.scheduling import PublishPlan
-from stirfried.server.task_request import InvalidRequest
+from stirfried.server.publish_batcher import Batcher, Outcomes
 
 logger = logging.getLogger(__name__)
 
@@ -36,16 +35,22 @@ T = TypeVar("T")
 MAX_BATCH = 256
 
 
-class CeleryUnavailable(Exception):
-    """The broker or result backend failed or did not answer in time (HTTP 503)."""
+@dataclasses.dataclass(frozen=True)
+class PlannedTask:
+    """A task ready to publish: the final arguments and a task id chosen up front."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    name: str
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
+    task_id: str
 
 
-class ResultBackendMissing(Exception):
-    """Task info was asked for but no Celery result backend is configured."""
+@dataclasses.dataclass(frozen=True)
+class PublishPlan:
+    """The main task and the tasks that run after it, in execution order."""
+
+    main: PlannedTask
+    followers: tuple[PlannedTask, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +105,7 @@ class CeleryFacade:
     async def publish(self, plan: PublishPlan) -> str:
         """Send the planned task (and its chain); return the main task's id.
 
-        Concurrent publishes leave together (see stirfried.server.batcher): on a
+        Concurrent publishes leave together (see stirfried.server.publish_batcher): on a
         broker whose transport batches (Redis), one round trip carries them all.
         """
         await self._bounded("publish", "publish the task", self._publishes.send(plan))
@@ -112,8 +117,6 @@ class CeleryFacade:
 
     async def task_state(self, task_id: str) -> TaskState:
         """Read a task's state and result from the result backend."""
-        if isinstance(self._app.backend, DisabledBackend):
-            raise ResultBackendMissing("no Celery result backend is configured")
         return await self._run("result", "read the task result", self._read_state_blocking, task_id)
 
     async def check_broker(self) -> None:
@@ -142,6 +145,8 @@ class CeleryFacade:
         started = loop.time()
         try:
             return await asyncio.wait_for(call, self._timeout)
+        except Refusal:
+            raise
         except EncodeError as error:
             raise InvalidRequest(f"the task's arguments cannot be serialized: {error}") from error
         except TimeoutError as error:
@@ -233,11 +238,15 @@ class CeleryFacade:
         # is already open answers "connected" without a word to the broker (a Redis
         # broker could be gone for seconds and this check would not notice).
         with self._app.connection_for_write() as connection:
-            connection.ensure_connection(max_retries=1, interval_start=0, timeout=self._timeout)
+            # kombu types the timeout as int; it takes any number of seconds.
+            connection.ensure_connection(max_retries=1, interval_start=0, timeout=self._timeout)  # type: ignore[arg-type]
             connection.default_channel  # noqa: B018 -- opening a channel talks to the broker (Redis: PING)
 
     def _read_state_blocking(self, task_id: str) -> TaskState:
-        meta = self._app.backend.get_task_meta(task_id)
+        backend = self._app.backend  # built on first use, which reads files: in this thread
+        if isinstance(backend, DisabledBackend):
+            raise ResultBackendMissing("no Celery result backend is configured")
+        meta = backend.get_task_meta(task_id)
         return TaskState(
             task_id=task_id,
             state=meta["status"],

@@ -15,8 +15,8 @@ from aiohttp import web
 
 from stirfried.config import SOCKETIO_PREFIX, Config, config_path_from_environment, load_config
 from stirfried.server.app import create_app
-from stirfried.server.embedded_redis import embedded_redis
-from stirfried.server.example_worker import example_worker
+from stirfried.server.development.embedded_valkey import embedded_redis
+from stirfried.server.development.example_worker import example_worker
 from stirfried.server.logs import configure_logging, mask_secrets
 from stirfried.server.systemd import notify
 from stirfried.settings import ConfigError

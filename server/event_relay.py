@@ -1,153 +1,208 @@
 """The relay of worker events from Redis to this gateway's Socket.IO clients and SSE streams.
 
-python-socketio's ``AsyncRedisManager`` receives every event workers publish
-(one JSON decode per message) and delivers it to the rooms it names. Events of
-a task (those addressed to its task room) first pass through the optional
-progress coalescer and the task's subscriptions, which may hold them back for
-clients whose replay is still running.
+python-socketio's ``AsyncRedisManager`` receives every message published on
+its channel (by workers and by other gateways). :class:`RelayingRedisManager`
+hands each one to :class:`TaskEventRelay` before delivery, which for events of
+a task (those addressed to its task room)
+
+1. parses the event (:func:`stirfried.protocol.decode_task_message`),
+2. paces progress (:mod:`progress_pacer`, when ``stirfried_progress_rate`` is set),
+3. feeds the task's SSE streams, and holds the event back from clients whose
+   replay is still running or who unsubscribed (:mod:`subscriptions` registers them),
+4. delivers the message to the task's rooms as python-socketio would.
+
+Every other message is delivered untouched. All state is touched on the event
+loop only, so no locks are needed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import socketio
-from aiohttp import web
-from socketio.packet import Packet
 
-from stirfried import events
-from stirfried.server.app_keys import CONFIG, SOCKETIO
-from stirfried.server.coalescing import ProgressCoalescer
-from stirfried.server.event_log import TaskEvent
-from stirfried.server.subscriptions import TaskSubscriptions
+from stirfried import protocol
+from stirfried.protocol import TaskEvent
+from stirfried.server import redis_clients
+from stirfried.server.errors import SubscriptionConflict
+from stirfried.server.progress_pacer import ProgressPacer
 
 logger = logging.getLogger(__name__)
 
 Message = dict[str, Any]
+Deliver = Callable[[Message], Awaitable[None]]
 
+# Live events an SSE stream may have queued before it is cut off; its client
+# then reconnects with Last-Event-ID and catches up from the log.
+STREAM_BACKLOG = 10_000
 
-class RelayingRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
-    """python-socketio's Redis manager, handing each event to the gateway's relay first."""
-
-    def __init__(self, url: str, on_event: Callable[[str], None]) -> None:
-        super().__init__(url)
-        self._on_event = on_event
-        self.relay: Callable[[Message], Awaitable[None]] | None = None
-
-    async def _handle_emit(self, message: Message) -> None:
-        self._on_event(str(message.get("event")))
-        if self.relay is None:
-            await super()._handle_emit(message)
-        else:
-            await self.relay(message)
-
-    async def deliver(self, message: Message) -> None:
-        """Deliver an emit message to this process's clients, as python-socketio would."""
-        await super()._handle_emit(message)
-
-
-def task_event_of(message: Message) -> tuple[str, TaskEvent] | None:
-    """The task id and event of a worker's emit message; None for any other message."""
-    rooms = message.get("room")
-    if not isinstance(rooms, list):
-        return None
-    task_id = next(
-        (found for room in rooms if isinstance(room, str) and (found := events.task_id_of_room(room))), None
-    )
-    data = message.get("data")
-    if task_id is None or not isinstance(data, list) or not data:
-        return None
-    payload = data[0]
-    if message.get("binary"):
-        payload = Packet.reconstruct_binary(payload, [base64.b64decode(item) for item in data[1:]])
-    if not isinstance(payload, dict):
-        return None
-    event_id = payload.get(events.EVENT_ID)
-    if not isinstance(event_id, int) or isinstance(event_id, bool):
-        return None
-    return task_id, TaskEvent(event_id, str(message.get("event")), payload)
+StreamQueue = asyncio.Queue[TaskEvent | None]
+"""An SSE stream's live events; None ends the stream."""
 
 
 class TaskEventRelay:
-    """Routes task events through progress coalescing and the task's subscriptions."""
+    """Routes task events through progress pacing, held replays and SSE streams."""
 
-    def __init__(
-        self,
-        subscriptions: TaskSubscriptions,
-        deliver: Callable[[Message], Awaitable[None]],
-        progress_rate: float,
-    ) -> None:
-        self._subscriptions = subscriptions
-        self._deliver = deliver
-        self._coalescer: ProgressCoalescer[tuple[str, TaskEvent, Message]] | None = (
-            ProgressCoalescer(progress_rate, self._send) if progress_rate > 0 else None
+    def __init__(self, progress_rate: float) -> None:
+        self._pacer: ProgressPacer[tuple[str, TaskEvent, Message, Deliver]] | None = (
+            ProgressPacer(progress_rate, self._send) if progress_rate > 0 else None
         )
+        # task id -> sid -> live events held back while that client's replay runs
+        self._held: dict[str, dict[str, list[TaskEvent]]] = {}
+        # task id -> queues of the SSE streams following it
+        self._streams: dict[str, set[StreamQueue]] = {}
+        # task id -> sids that unsubscribed from it: the task's events also name the
+        # scheduling client's own room, so leaving the task's room is not enough.
+        self._unsubscribed: dict[str, set[str]] = {}
+        self._unsubscribed_by_sid: dict[str, set[str]] = {}
 
-    async def relay(self, message: Message) -> None:
-        found = task_event_of(message)
+    async def relay(self, message: Message, deliver: Deliver) -> None:
+        """Route one pub/sub message; ``deliver`` sends it to this process's clients."""
+        found = protocol.decode_task_message(message)
         if found is None:
-            await self._deliver(message)
+            await deliver(message)
             return
         task_id, event = found
-        if self._coalescer is None:
-            await self._send((task_id, event, message))
+        if self._pacer is None:
+            await self._send((task_id, event, message, deliver))
         else:
-            await self._coalescer.offer(task_id, event.name, (task_id, event, message))
+            await self._pacer.offer(task_id, event.name, (task_id, event, message, deliver))
 
-    async def _send(self, routed: tuple[str, TaskEvent, Message]) -> None:
-        task_id, event, message = routed
-        held_for = self._subscriptions.live(task_id, event)
-        if held_for:
-            message = {**message, "skip_sid": held_for}
-        await self._deliver(message)
+    async def _send(self, routed: tuple[str, TaskEvent, Message, Deliver]) -> None:
+        task_id, event, message, deliver = routed
+        for queue in self._streams.get(task_id, ()):
+            if queue.full():
+                cut_off(queue)
+            else:
+                queue.put_nowait(event)
+        skipped = list(self._unsubscribed.get(task_id, ()))
+        held = self._held.get(task_id)
+        if held:
+            for events_held in held.values():
+                events_held.append(event)
+            skipped.extend(held)
+        if skipped:
+            message = {**message, "skip_sid": skipped}
+        await deliver(message)
+
+    @contextlib.contextmanager
+    def holding(self, task_id: str, sid: str) -> Iterator[list[TaskEvent]]:
+        """Hold back the task's live events from ``sid``; yields the list they collect in.
+
+        Raises SubscriptionConflict when a hold for the same client and task is in place.
+        """
+        held = self._held.setdefault(task_id, {})
+        if sid in held:
+            raise SubscriptionConflict("this client is already subscribing to the task")
+        held[sid] = []
+        try:
+            yield held[sid]
+        finally:
+            del held[sid]
+            if not held and self._held.get(task_id) is held:
+                del self._held[task_id]
+
+    @contextlib.contextmanager
+    def stream(self, task_id: str) -> Iterator[StreamQueue]:
+        """A queue that receives the task's live events while the block runs."""
+        queue: StreamQueue = asyncio.Queue(maxsize=STREAM_BACKLOG)
+        followers = self._streams.setdefault(task_id, set())
+        followers.add(queue)
+        try:
+            yield queue
+        finally:
+            followers.discard(queue)
+            if not followers and self._streams.get(task_id) is followers:
+                del self._streams[task_id]
+
+    def unsubscribed(self, sid: str, task_id: str) -> None:
+        """Keep the task's events from ``sid``, also those addressed to its own room."""
+        self._unsubscribed.setdefault(task_id, set()).add(sid)
+        self._unsubscribed_by_sid.setdefault(sid, set()).add(task_id)
+
+    def resubscribed(self, sid: str, task_id: str) -> None:
+        """Undo :meth:`unsubscribed`."""
+        tasks = self._unsubscribed_by_sid.get(sid)
+        if tasks is not None and task_id in tasks:
+            tasks.discard(task_id)
+            if not tasks:
+                del self._unsubscribed_by_sid[sid]
+            self._discard_unsubscribed(sid, task_id)
+
+    def forget(self, sid: str) -> None:
+        """Drop what is kept for a client that disconnected."""
+        for task_id in self._unsubscribed_by_sid.pop(sid, ()):
+            self._discard_unsubscribed(sid, task_id)
+
+    def _discard_unsubscribed(self, sid: str, task_id: str) -> None:
+        sids = self._unsubscribed.get(task_id)
+        if sids is not None:
+            sids.discard(sid)
+            if not sids:
+                del self._unsubscribed[task_id]
+
+    def close_streams(self) -> None:
+        """End every SSE stream (at shutdown; their clients resume elsewhere)."""
+        for followers in self._streams.values():
+            for queue in followers:
+                cut_off(queue)
 
     def close(self) -> None:
-        if self._coalescer is not None:
-            self._coalescer.close()
+        """Cancel pending progress timers."""
+        if self._pacer is not None:
+            self._pacer.close()
 
 
-async def start_event_relay(app: web.Application) -> AsyncIterator[None]:
-    """Subscribe to the Redis event channel before the first client can connect.
+def cut_off(queue: StreamQueue) -> None:
+    """End a stream now: drop what it has queued, then its end marker."""
+    while not queue.empty():
+        queue.get_nowait()
+    queue.put_nowait(None)
 
-    python-socketio starts its pub/sub listener on the first connection; a task
-    that finished quickly could then publish its first events before the
-    subscription exists, and they would be lost.
+
+class RelayingRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+    """python-socketio's Redis manager, handing each emit message to the relay first.
+
+    Relies on two of python-socketio's internals, pinned by
+    ``tests/unit/test_socketio_contract.py``: ``_handle_emit`` (called for each
+    emit message received from Redis) and ``initialize()`` (starts the listener).
     """
-    sio = app[SOCKETIO]
-    manager = sio.manager
-    if isinstance(manager, socketio.AsyncRedisManager) and not sio.manager_initialized:
-        sio.manager_initialized = True
-        manager.initialize()
+
+    def __init__(
+        self, url: str, relay: TaskEventRelay, on_event: Callable[[str], None], timeout: float
+    ) -> None:
+        # No socket timeout on the subscriber: it waits for messages as long as it takes.
+        options = {**redis_clients.client_options(timeout), "socket_timeout": None}
+        super().__init__(url, redis_options=options)
+        self._relay = relay
+        self._on_event = on_event
+
+    async def _handle_emit(self, message: Message) -> None:
+        self._on_event(str(message.get("event")))
+        await self._relay.relay(message, self._deliver)
+
+    async def _deliver(self, message: Message) -> None:
+        await super()._handle_emit(message)
+
+    async def listen_now(self, patience: float) -> None:
+        """Subscribe to the Redis channel before the first client can connect.
+
+        python-socketio starts its pub/sub listener on the first connection; a
+        task that finished quickly could then publish its first events before
+        the subscription exists, and they would be lost. Returns once subscribed
+        (or after ``patience`` seconds; the listener keeps retrying).
+        """
+        if not self.server.manager_initialized:
+            self.server.manager_initialized = True
+            self.initialize()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + app[CONFIG].stirfried.broker_timeout
-        while not (manager.pubsub is not None and manager.pubsub.subscribed):
+        deadline = loop.time() + patience
+        while not (self.pubsub is not None and self.pubsub.subscribed):
             if loop.time() > deadline:
                 logger.warning("not yet subscribed to Redis events; the relay keeps retrying")
                 break
             await asyncio.sleep(0.01)
-    yield
-
-
-async def disconnect_clients(app: web.Application) -> None:
-    """Drop every client's connection so that it reconnects, e.g. to another gateway.
-
-    An open websocket would otherwise hold the shutdown until aiohttp's timeout.
-    The transport is closed without Engine.IO's close packet: python-socketio
-    clients take that packet as a deliberate disconnect and stay away, while
-    a lost transport makes every standard client reconnect.
-    """
-    engine = app[SOCKETIO].eio
-    for socket in list(engine.sockets.values()):
-        await drop_transport(engine, socket)
-
-
-async def drop_transport(engine: Any, socket: Any) -> None:
-    """Close one Engine.IO connection as a lost network would: its client reconnects."""
-    await socket.close(wait=False, abort=True, reason=engine.reason.SERVER_DISCONNECT)
-    # None ends Engine.IO's websocket writer, which then closes the
-    # websocket instead of waiting for the client to.
-    socket.queue.put_nowait(None)

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import redis.asyncio
 from aiohttp import web
 
-from stirfried.server import replies
+from stirfried.server import redis_clients, replies
 from stirfried.server.app_keys import CELERY, CONFIG, READINESS_REDIS
-from stirfried.server.celery_facade import CeleryUnavailable
+from stirfried.server.errors import CeleryUnavailable
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -54,11 +54,7 @@ async def readiness_redis(app: web.Application) -> AsyncIterator[None]:
     """A small Redis client of its own for readiness probes (closed at shutdown)."""
     settings = app[CONFIG].stirfried
     if settings.redis_url:
-        app[READINESS_REDIS] = redis.asyncio.Redis.from_url(
-            settings.redis_url,
-            socket_connect_timeout=settings.broker_timeout,
-            socket_timeout=settings.broker_timeout,
-        )
+        app[READINESS_REDIS] = redis_clients.open_client(settings.redis_url, settings.broker_timeout)
     yield
     if READINESS_REDIS in app:
         await app[READINESS_REDIS].aclose()

@@ -1,4 +1,14 @@
-"""The HTTP API: schedule, inspect and revoke tasks with plain JSON requests."""
+"""The HTTP API: schedule, inspect, revoke and follow tasks with plain HTTP requests.
+
+Routes (without those the feature flags switch off):
+
+- ``POST /task``: schedule the task object in the JSON body; 201 with the id and its token;
+- ``GET /task/{task_id}``: ``{id, state, result}`` from the result backend;
+- ``DELETE /task/{task_id}``: revoke; succeeds for unknown ids too;
+- ``GET /task/{task_id}/events``: the task's events as Server-Sent Events.
+
+Every refusal is answered by :func:`json_errors` through :mod:`errors`.
+"""
 
 from __future__ import annotations
 
@@ -9,65 +19,20 @@ from typing import Any
 
 from aiohttp import web
 
+from stirfried.protocol import TaskEvent
 from stirfried.server import replies
-from stirfried.server.app_keys import ACCESS, AUTH, CELERY, CONFIG, SCHEDULER, TOKENS
-from stirfried.server.auth import Principal, bearer_token
-from stirfried.server.celery_facade import CeleryUnavailable, ResultBackendMissing
-from stirfried.server.limits import request_address
-from stirfried.server.scheduling import mapped_headers
-from stirfried.server.sse import task_events
-from stirfried.server.task_request import InvalidRequest, RequestRejected, parse_task_id
+from stirfried.server.app_keys import ACCESS, CALLERS, CELERY, CONFIG, SCHEDULER, SUBSCRIPTIONS
+from stirfried.server.caller import ANONYMOUS, Caller
+from stirfried.server.errors import InvalidRequest, Refusal, Refused, TooLarge, http_reply
+from stirfried.server.task_request import parse_after, parse_task_id
 from stirfried.settings import StirfriedSettings
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-
-def json_response(body: Any, status: int = 200) -> web.Response:
-    return web.json_response(body, status=status, dumps=replies.dumps)
-
-
-async def schedule_task(request: web.Request) -> web.Response:
-    """``POST /task``: publish the task object in the body; 201 with the task id."""
-    settings = request.app[CONFIG].stirfried
-    principal = principal_of(request)
-    address = request_address(request, settings.trusted_proxies)
-    task_id = await request.app[SCHEDULER].schedule(
-        await _json_body(request),
-        default_room=settings.sentinel_room,
-        headers=mapped_headers(request.headers, settings),
-        api="http",
-        client=address,
-        principal=principal,
-        rate_key=f"address:{address}",
-    )
-    return json_response(replies.scheduled(task_id, request.app[TOKENS].issue(task_id)), status=201)
-
-
-async def task_info(request: web.Request) -> web.Response:
-    """``GET /task/{task_id}``: ``{id, state, result}`` from the result backend."""
-    task_id = parse_task_id(request.match_info["task_id"])
-    await _check_access(request, task_id)
-    state = await request.app[CELERY].task_state(task_id)
-    return json_response(replies.task_info(state, request.app[CONFIG].stirfried.error_info))
-
-
-async def revoke_task(request: web.Request) -> web.Response:
-    """``DELETE /task/{task_id}``: revoke; succeeds for unknown ids too."""
-    task_id = parse_task_id(request.match_info["task_id"])
-    await _check_access(request, task_id)
-    await request.app[CELERY].revoke(task_id)
-    return json_response(replies.succeeded(task_id))
-
-
-def principal_of(request: web.Request) -> Principal:
-    """Who sent the request, from ``Authorization: Bearer``; raises NotAuthenticated (401)."""
-    return request.app[AUTH].authenticate(bearer_token(request.headers.get("Authorization")))
-
-
-async def _check_access(request: web.Request, task_id: str) -> None:
-    await request.app[ACCESS].check_task_access(principal_of(request), task_id, request.query.get("token"))
+# A comment line this often keeps proxies from closing a quiet event stream.
+KEEPALIVE_SECONDS = 15.0
 
 
 def http_routes(settings: StirfriedSettings) -> list[web.RouteDef]:
@@ -83,6 +48,100 @@ def http_routes(settings: StirfriedSettings) -> list[web.RouteDef]:
     return routes
 
 
+def json_response(body: Any, status: int = 200) -> web.Response:
+    return web.json_response(body, status=status, dumps=replies.dumps)
+
+
+async def schedule_task(request: web.Request) -> web.Response:
+    """``POST /task``: publish the task object in the body; 201 with the task id."""
+    caller = request.app[CALLERS].of_request(request)
+    task_id = await request.app[SCHEDULER].schedule(
+        await _json_body(request),
+        caller,
+        default_room=request.app[CONFIG].stirfried.sentinel_room,
+        api="http",
+    )
+    return json_response(replies.scheduled(task_id, request.app[ACCESS].issue_token(task_id)), status=201)
+
+
+async def task_info(request: web.Request) -> web.Response:
+    """``GET /task/{task_id}``: ``{id, state, result}`` from the result backend."""
+    task_id = await _accessible_task(request)
+    state = await request.app[CELERY].task_state(task_id)
+    return json_response(replies.task_info(state, request.app[CONFIG].stirfried.error_info))
+
+
+async def revoke_task(request: web.Request) -> web.Response:
+    """``DELETE /task/{task_id}``: revoke; succeeds for unknown ids too."""
+    task_id = await _accessible_task(request)
+    await request.app[CELERY].revoke(task_id)
+    return json_response(replies.succeeded(task_id))
+
+
+async def task_events(request: web.Request) -> web.StreamResponse:
+    """``GET /task/{task_id}/events``: Server-Sent Events, for ``curl -N`` or ``EventSource``.
+
+    Replays the logged events after ``Last-Event-ID`` (or ``?after=``), then
+    streams live ones, and ends after the task's final event. Each message
+    carries the ``event_id`` as its SSE ``id``, so a browser's ``EventSource``
+    resumes exactly where it left. The subscription token suffices (EventSource
+    cannot send headers); a client token in Authorization works for the tasks
+    its ``follow`` claims name.
+    """
+    task_id = parse_task_id(request.match_info["task_id"])
+    caller = _optional_caller(request)
+    await request.app[ACCESS].check_follow(caller.principal, task_id, request.query.get("token"))
+    after = parse_after(request.headers.get("Last-Event-ID", request.query.get("after")))
+    events = request.app[SUBSCRIPTIONS].stream(task_id, after, idle=KEEPALIVE_SECONDS)
+    response: web.StreamResponse | None = None
+    try:
+        async for event in events:
+            if response is None:
+                response = await _start_stream(request)
+            await response.write(b": keepalive\n\n" if event is None else format_event(event))
+        if response is None:
+            response = await _start_stream(request)
+        await response.write_eof()
+    finally:
+        await events.aclose()
+    return response
+
+
+def format_event(event: TaskEvent) -> bytes:
+    """One SSE message: ``id``, ``event`` and the payload as one line of JSON."""
+    return f"id: {event.event_id}\nevent: {event.name}\ndata: {replies.dumps(event.payload)}\n\n".encode()
+
+
+async def _start_stream(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            # nginx would otherwise buffer the stream
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    return response
+
+
+def _optional_caller(request: web.Request) -> Caller:
+    """The caller when an Authorization header is present; anonymous otherwise."""
+    callers = request.app[CALLERS]
+    if "Authorization" in request.headers:
+        return callers.of_request(request)
+    address = callers.address_of(request)
+    return Caller(ANONYMOUS, address, address)
+
+
+async def _accessible_task(request: web.Request) -> str:
+    """The path's task id, if the caller may read and revoke it."""
+    task_id = parse_task_id(request.match_info["task_id"])
+    caller = request.app[CALLERS].of_request(request)
+    await request.app[ACCESS].check_task_access(caller.principal, task_id, request.query.get("token"))
+    return task_id
+
+
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Answer every error as ``{"status": "failed", "data": message}`` with a fitting status.
@@ -91,24 +150,16 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     """
     try:
         return await handler(request)
-    except RequestRejected as error:
-        response = json_response(replies.failed(error.message), status=error.status)
-        if error.status == 401:
-            response.headers["WWW-Authenticate"] = 'Bearer realm="stirfried"'
-        return response
-    except CeleryUnavailable as error:
-        return json_response(replies.failed(error.message), status=503)
-    except ResultBackendMissing as error:
-        return json_response(replies.failed(str(error)), status=501)
+    except Refusal as refusal:
+        return http_reply(refusal)
     except web.HTTPException as error:
         if error.status < 400:
             raise
-        message = error.reason
         if error.status == 413:
-            message = (
-                f"the request body is larger than {request.app[CONFIG].stirfried.max_request_bytes} bytes"
-            )
-        response = json_response(replies.failed(message), status=error.status)
+            limit = request.app[CONFIG].stirfried.max_request_bytes
+            response = http_reply(TooLarge(f"the request body is larger than {limit} bytes"))
+        else:
+            response = http_reply(Refused(error.status, error.reason))
         if "Allow" in error.headers:
             response.headers["Allow"] = error.headers["Allow"]
         return response

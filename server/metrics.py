@@ -1,18 +1,31 @@
 """Prometheus metrics of one gateway process, in a registry of its own.
 
 Collected always (it is cheap); exposed at ``/metrics`` unless
-``stirfried_metrics`` is off.
+``stirfried_metrics`` is off. HTTP requests are timed by the middleware
+:meth:`GatewayMetrics.measure_requests` builds.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
-from stirfried import events
+from stirfried import protocol
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # A client may schedule any task name; labels must not grow without bound.
 MAX_TASK_NAME_LABELS = 200
@@ -73,7 +86,9 @@ class GatewayMetrics:
                 ["task_name", "api", "reason"], registry=registry,
             ),
             events_relayed=events_relayed,
-            event_counters={name: events_relayed.labels(name) for name in (*events.ALL_EVENTS, OTHER_EVENT)},
+            event_counters={
+                name: events_relayed.labels(name) for name in (*protocol.ALL_EVENTS, OTHER_EVENT)
+            },
             socketio_clients=Gauge(
                 "stirfried_socketio_clients", "Connected Socket.IO clients.", registry=registry
             ),
@@ -105,3 +120,36 @@ class GatewayMetrics:
     def count_clients_with(self, count: Callable[[], int]) -> None:
         """Read the number of connected clients from ``count`` at scrape time."""
         self.socketio_clients.set_function(lambda: float(count()))
+
+    def measure_requests(self) -> Middleware:
+        """Middleware observing each request's duration by route (its pattern, not the
+        path, so labels stay bounded), method and status."""
+        histogram = self.http_request_seconds
+
+        @web.middleware
+        async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
+            started = time.perf_counter()
+            status = 500
+            try:
+                response = await handler(request)
+                status = response.status
+                return response
+            except web.HTTPException as error:
+                status = error.status
+                raise
+            finally:
+                resource = request.match_info.route.resource
+                route = resource.canonical if resource is not None else "(unmatched)"
+                histogram.labels(route, request.method, str(status)).observe(time.perf_counter() - started)
+
+        return measure
+
+    def routes(self) -> list[web.RouteDef]:
+        """``GET /metrics`` in the Prometheus text format."""
+
+        async def show_metrics(request: web.Request) -> web.Response:
+            return web.Response(
+                body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            )
+
+        return [web.get("/metrics", show_metrics)]

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-import base64
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from stirfried.server.celery_facade import TaskState
+from stirfried import protocol
+
+if TYPE_CHECKING:  # only the type: the facade sits below the replies' callers
+    from stirfried.server.celery_facade import TaskState
+
+
+def dumps(value: Any) -> str:
+    """JSON for HTTP responses and SSE; never fails on a task's odd return value (bytes
+    become base64: JSON has none; Socket.IO clients get real binary)."""
+    return json.dumps(value, default=protocol.json_fallback)
 
 
 def succeeded(data: Any) -> dict[str, Any]:
@@ -30,29 +38,5 @@ def task_info(state: TaskState, error_info: bool) -> dict[str, Any]:
     """``{id, state, result}``; an error is shown only with ``stirfried_error_info``."""
     result = state.result
     if state.failed:
-        result = describe_error(result) if error_info else None
+        result = protocol.describe_error(result) if error_info else None
     return {"id": state.task_id, "state": state.state, "result": result}
-
-
-def describe_error(error: Any) -> str | None:
-    """``"ValueError: boom"`` for an exception; ``None`` for no error."""
-    if error is None:
-        return None
-    if isinstance(error, BaseException):
-        return f"{type(error).__name__}: {error}"
-    return str(error)
-
-
-def _json_fallback(value: Any) -> Any:
-    # JSON has no bytes: HTTP clients get them base64-encoded (Socket.IO
-    # clients get real binary). Anything else unencodable is shown as text.
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    return repr(value)
-
-
-def dumps(value: Any) -> str:
-    """JSON for HTTP responses; never fails on a task's odd return value."""
-    return json.dumps(value, default=_json_fallback)

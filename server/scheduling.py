@@ -1,38 +1,109 @@
-"""Turn a validated request into the Celery messages to publish.
+"""Scheduling a task, the same way for the HTTP and the Socket.IO API.
 
-Pure functions: where the events of a task go (its room), which keyword
-arguments the gateway injects (``room`` and header-mapped values), and the
-order of a chain. Kept apart from Celery so each rule is unit-testable.
+:class:`TaskScheduler` walks a task object down to the broker: parse it
+(:mod:`task_request`), check what the gateway and the caller's token allow,
+spend the caller's rate budget (:mod:`limits`), plan the Celery messages
+(:func:`plan_publish`: where the events go, which keyword arguments the
+gateway injects, the order of a chain) and publish them (:mod:`celery_facade`).
+The planning functions are pure, so each rule is unit-testable.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import asyncio
+import logging
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from stirfried.celery import ROOM_KWARG
-from stirfried.server.task_request import TaskCall, TaskRequest
+from stirfried import protocol
+from stirfried.server.caller import Caller, Principal
+from stirfried.server.celery_facade import CeleryFacade, PlannedTask, PublishPlan
+from stirfried.server.errors import CeleryUnavailable, RateLimited, Refusal, TaskNotAllowed
+from stirfried.server.limits import RateLimiter
+from stirfried.server.metrics import GatewayMetrics
+from stirfried.server.task_access import TaskAccess
+from stirfried.server.task_request import TaskCall, TaskRequest, check_shape, parse_task_request
 from stirfried.settings import StirfriedSettings
 
+logger = logging.getLogger(__name__)
 
-@dataclasses.dataclass(frozen=True)
-class PlannedTask:
-    """A task ready to publish: the final arguments and a task id chosen up front."""
-
-    name: str
-    args: tuple[Any, ...]
-    kwargs: Mapping[str, Any]
-    task_id: str
+INVALID_TASK_NAME = "(invalid)"
 
 
-@dataclasses.dataclass(frozen=True)
-class PublishPlan:
-    """The main task and the tasks that run after it, in execution order."""
+class TaskScheduler:
+    """Validate, plan and publish a task object; count and log the outcome."""
 
-    main: PlannedTask
-    followers: tuple[PlannedTask, ...] = ()
+    def __init__(
+        self, celery: CeleryFacade, settings: StirfriedSettings, metrics: GatewayMetrics, access: TaskAccess
+    ) -> None:
+        self._celery = celery
+        self._settings = settings
+        self._metrics = metrics
+        self._access = access
+        self._rate_limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
+
+    async def schedule(self, data: Any, caller: Caller, default_room: str, api: str) -> str:
+        """Publish the task object ``data`` for ``caller``; return the task id.
+
+        Events go to ``default_room`` unless the request names another room the
+        settings allow. Raises a Refusal: bad input, a forbidden task, too many
+        tasks, an expired token, or CeleryUnavailable.
+        """
+        name = INVALID_TASK_NAME
+        principal = caller.principal
+        try:
+            principal.check_current()
+            task = parse_task_request(data)
+            name = task.call.name
+            for call in task.calls():
+                check_shape(call.args, self._settings.max_nesting, "args")
+                check_shape(call.kwargs, self._settings.max_nesting, "kwargs")
+            check_allowed(task, self._settings.available_tasks, caller.principal)
+            self._rate_limiter.take(caller.rate_key)
+            plan = plan_publish(task, default_room, caller.headers, self._settings, principal.subject)
+            # Tagging (token holders only) never fails the request, so it overlaps the publish:
+            # nobody can follow the task before its id is returned, which is after both.
+            _, task_id = await asyncio.gather(
+                self._access.tag(plan.main.task_id, principal), self._celery.publish(plan)
+            )
+        except Refusal as refusal:
+            self._count_rejected(name, api, _reason(refusal))
+            raise
+        self._metrics.tasks_scheduled.labels(self._metrics.task_name(name), api).inc()
+        logger.info(
+            "scheduled task %s id=%s api=%s client=%s subject=%s",
+            name,
+            task_id,
+            api,
+            caller.label,
+            principal.subject,
+        )
+        return task_id
+
+    def _count_rejected(self, name: str, api: str, reason: str) -> None:
+        self._metrics.tasks_rejected.labels(self._metrics.task_name(name), api, reason).inc()
+
+
+def _reason(refusal: Refusal) -> str:
+    """The ``reason`` label of ``stirfried_tasks_rejected``."""
+    if isinstance(refusal, RateLimited):
+        return "rate_limited"
+    if isinstance(refusal, TaskNotAllowed):
+        return "forbidden"
+    if isinstance(refusal, CeleryUnavailable):
+        return "unavailable"
+    return "invalid"
+
+
+def check_allowed(task: TaskRequest, available_tasks: tuple[str, ...], principal: Principal) -> None:
+    """Raise TaskNotAllowed unless every task of the request is on the allowlist (when
+    there is one) and allowed by the caller's token."""
+    for call in task.calls():
+        if available_tasks and call.name not in available_tasks:
+            raise TaskNotAllowed(f"task '{call.name}' is not available")
+        if not principal.may_schedule(call.name):
+            raise TaskNotAllowed(f"the token does not allow task '{call.name}'")
 
 
 def resolve_room(requested: str | None, default_room: str, settings: StirfriedSettings) -> str:
@@ -46,17 +117,6 @@ def resolve_room(requested: str | None, default_room: str, settings: StirfriedSe
     if requested == settings.sentinel_room or settings.custom_rooms:
         return requested
     return default_room
-
-
-def mapped_headers(headers: Mapping[str, str], settings: StirfriedSettings) -> dict[str, str]:
-    """The header values any task's header map needs, keyed by lower-case header name.
-
-    ``headers`` may be case-insensitive (aiohttp's) or not; the result is a plain dict
-    small enough to keep in a Socket.IO session.
-    """
-    wanted = {header.lower() for mapping in settings.header_task_map.values() for header in mapping}
-    lowered = {name.lower(): value for name, value in headers.items()}
-    return {name: lowered[name] for name in wanted if name in lowered}
 
 
 def task_kwargs(
@@ -74,7 +134,7 @@ def task_kwargs(
     absent when its header is missing, the subject one for anonymous clients).
     """
     mapping = settings.header_task_map.get(call.name, {})
-    protected = {ROOM_KWARG, *mapping.values()}
+    protected = {protocol.ROOM_KWARG, *mapping.values()}
     if settings.subject_kwarg:
         protected.add(settings.subject_kwarg)
     kwargs = {key: value for key, value in call.kwargs.items() if key not in protected}
@@ -84,7 +144,7 @@ def task_kwargs(
             kwargs[kwarg] = value
     if settings.subject_kwarg and subject is not None:
         kwargs[settings.subject_kwarg] = subject
-    kwargs[ROOM_KWARG] = room
+    kwargs[protocol.ROOM_KWARG] = room
     return kwargs
 
 

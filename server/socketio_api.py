@@ -7,49 +7,33 @@ instead of an exception inside the server.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import socketio
 
 from stirfried.server import replies
-from stirfried.server.access import TaskAccess
-from stirfried.server.auth import ANONYMOUS, Authenticator, Principal, bearer_token
-from stirfried.server.celery_facade import (
-    CeleryFacade,
-    CeleryUnavailable,
-    ResultBackendMissing,
-)
-from stirfried.server.limits import ConnectionCounter, check_size, request_address
-from stirfried.server.scheduler import TaskScheduler
-from stirfried.server.scheduling import mapped_headers
+from stirfried.server.caller import ANONYMOUS, Caller, Callers
+from stirfried.server.celery_facade import CeleryFacade
+from stirfried.server.errors import Refusal, socketio_reply
+from stirfried.server.limits import ConnectionCounter
+from stirfried.server.scheduling import TaskScheduler
 from stirfried.server.subscriptions import TaskSubscriptions
+from stirfried.server.task_access import TaskAccess
 from stirfried.server.task_request import (
-    RequestRejected,
+    check_size,
     parse_subscription,
     parse_task_id,
     parse_task_reference,
 )
-from stirfried.server.tokens import SubscriptionTokens
 from stirfried.settings import StirfriedSettings
 
 logger = logging.getLogger(__name__)
 
 Reply = dict[str, Any]
-
-
-@dataclasses.dataclass(frozen=True)
-class ClientContext:
-    """What the gateway remembers about a connected client (its Socket.IO session)."""
-
-    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    """Connect-time header values that ``stirfried_header_task_map`` uses."""
-    principal: Principal = ANONYMOUS
-    """Who connected: the claims of the token in the ``auth`` payload (or Authorization header)."""
-    address: str | None = None
-    """The peer address, counted against ``stirfried_max_connections_per_ip``."""
+# A Caller is kept as each client's Socket.IO session.
+UNKNOWN_CALLER = Caller(ANONYMOUS, "unknown", "unknown")
 
 
 class SocketIOApi:
@@ -61,8 +45,7 @@ class SocketIOApi:
         scheduler: TaskScheduler,
         celery: CeleryFacade,
         subscriptions: TaskSubscriptions,
-        tokens: SubscriptionTokens,
-        authenticator: Authenticator,
+        callers: Callers,
         access: TaskAccess,
         settings: StirfriedSettings,
     ) -> None:
@@ -70,8 +53,7 @@ class SocketIOApi:
         self._scheduler = scheduler
         self._celery = celery
         self._subscriptions = subscriptions
-        self._tokens = tokens
-        self._authenticator = authenticator
+        self._callers = callers
         self._access = access
         self._settings = settings
         self._connections = ConnectionCounter(settings.max_connections_per_ip)
@@ -93,30 +75,21 @@ class SocketIOApi:
         """Authenticate and count the connection; a refusal reaches the client as ``connect_error``."""
         if self._emitted_by_client(sid):
             return replies.failed("'connect' is reserved")
-        request = environ.get("aiohttp.request")
-        request_headers: Mapping[str, str] = request.headers if request is not None else {}
-        token = auth.get("token") if isinstance(auth, dict) else None
         try:
-            if token is None:
-                token = bearer_token(request_headers.get("Authorization"))
-            principal = self._authenticator.authenticate(token)
-        except RequestRejected as error:
-            raise socketio.exceptions.ConnectionRefusedError(error.message) from error
-        address = request_address(request, self._settings.trusted_proxies) if request is not None else None
-        if address is not None and not self._connections.open(address):
+            caller = self._callers.of_connection(sid, environ.get("aiohttp.request"), auth)
+        except Refusal as refusal:
+            raise socketio.exceptions.ConnectionRefusedError(refusal.message) from refusal
+        if not self._connections.open(caller.address):
             raise socketio.exceptions.ConnectionRefusedError("too many connections from this address")
-        context = ClientContext(
-            headers=mapped_headers(request_headers, self._settings), principal=principal, address=address
-        )
-        await self._sio.save_session(sid, context)
+        await self._sio.save_session(sid, caller)
         return None
 
     async def disconnect(self, sid: str, reason: Any = None) -> Reply | None:
         if self._emitted_by_client(sid):
             return replies.failed("'disconnect' is reserved")
-        context = await self._context(sid)
-        if context.address is not None:
-            self._connections.close(context.address)
+        caller = await self._caller(sid)
+        if caller is not UNKNOWN_CALLER:
+            self._connections.close(caller.address)
         self._subscriptions.forget(sid)
         return None
 
@@ -154,23 +127,15 @@ class SocketIOApi:
 
     async def _send_task(self, sid: str, data: Any) -> Reply:
         check_size(data, self._settings.max_request_bytes, "task object")
-        context = await self._context(sid)
         task_id = await self._scheduler.schedule(
-            data,
-            default_room=sid,
-            headers=context.headers,
-            api="socketio",
-            client=sid,
-            principal=context.principal,
-            # Anonymous clients count per address: a new connection must not mean a new bucket.
-            rate_key=f"address:{context.address}" if context.address else sid,
+            data, await self._caller(sid), default_room=sid, api="socketio"
         )
-        return replies.scheduled(task_id, self._tokens.issue(task_id))
+        return replies.scheduled(task_id, self._access.issue_token(task_id))
 
     async def _subscribe_task(self, sid: str, data: Any) -> Reply:
         request = parse_subscription(data)
-        context = await self._context(sid)
-        await self._access.check_follow(context.principal, request.task_id, request.token)
+        caller = await self._caller(sid)
+        await self._access.check_follow(caller.principal, request.task_id, request.token)
         await self._subscriptions.subscribe(sid, request.task_id, request.after)
         return replies.succeeded(request.task_id)
 
@@ -191,24 +156,44 @@ class SocketIOApi:
     async def _accessible_task(self, sid: str, data: Any) -> str:
         """The task id of ``task_id`` or ``{task_id, token}``, if this client may act on it."""
         task_id, token = parse_task_reference(data)
-        context = await self._context(sid)
-        await self._access.check_task_access(context.principal, task_id, token)
+        caller = await self._caller(sid)
+        await self._access.check_task_access(caller.principal, task_id, token)
         return task_id
 
-    async def _context(self, sid: str) -> ClientContext:
+    async def _caller(self, sid: str) -> Caller:
         session = await self._sio.get_session(sid)
-        return session if isinstance(session, ClientContext) else ClientContext()
+        return session if isinstance(session, Caller) else UNKNOWN_CALLER
 
-    async def _answer(self, sid: str, event: str, handler: Any, args: tuple[Any, ...]) -> Reply:
+    async def _answer(
+        self, sid: str, event: str, handler: Callable[[str, Any], Awaitable[Reply]], args: tuple[Any, ...]
+    ) -> Reply:
         if len(args) != 1:
             return replies.failed(f"{event} takes exactly one argument, got {len(args)}")
         try:
-            reply: Reply = await handler(sid, args[0])
-            return reply
-        except (RequestRejected, CeleryUnavailable) as error:
-            return replies.failed(error.message)
-        except ResultBackendMissing as error:
-            return replies.failed(str(error))
+            return await handler(sid, args[0])
+        except Refusal as refusal:
+            return socketio_reply(refusal)
         except Exception:
             logger.exception("unexpected error handling %s from %s", event, sid)
             return replies.failed("internal server error")
+
+
+async def drop_connections(sio: socketio.AsyncServer) -> None:
+    """Drop every client's connection so that it reconnects, e.g. to another gateway.
+
+    An open websocket would otherwise hold the shutdown until aiohttp's timeout.
+    The transport is closed without Engine.IO's close packet: python-socketio
+    clients take that packet as a deliberate disconnect and stay away, while
+    a lost transport makes every standard client reconnect.
+    """
+    engine = sio.eio
+    for socket in list(engine.sockets.values()):
+        await drop_transport(engine, socket)
+
+
+async def drop_transport(engine: Any, socket: Any) -> None:
+    """Close one Engine.IO connection as a lost network would: its client reconnects."""
+    await socket.close(wait=False, abort=True, reason=engine.reason.SERVER_DISCONNECT)
+    # None ends Engine.IO's websocket writer, which then closes the
+    # websocket instead of waiting for the client to.
+    socket.queue.put_nowait(None)

@@ -20,17 +20,17 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator
-from typing import Any
 
 import redis
 import socketio
 from celery import states
 
-from stirfried import events
-from stirfried.server import replies
-from stirfried.server.celery_facade import CeleryFacade, CeleryUnavailable, ResultBackendMissing, TaskState
-from stirfried.server.event_log import EventLog, LogRead, TaskEvent
-from stirfried.server.task_request import SubscriptionConflict
+from stirfried import protocol
+from stirfried.protocol import TaskEvent
+from stirfried.server.celery_facade import CeleryFacade, TaskState
+from stirfried.server.errors import CeleryUnavailable, ResultBackendMissing
+from stirfried.server.event_log import EventLog, LogRead
+from stirfried.server.event_relay import TaskEventRelay
 from stirfried.settings import StirfriedSettings
 
 logger = logging.getLogger(__name__)
@@ -41,110 +41,54 @@ logger = logging.getLogger(__name__)
 # rebuilding the final events from the result backend.
 SYNTHESIS_GRACE = 2.0
 
-# Live events an SSE stream may have queued before it is cut off; its client
-# then reconnects with Last-Event-ID and catches up from the log.
-STREAM_BACKLOG = 10_000
-
 
 class TaskSubscriptions:
-    """The followers of tasks on this gateway process."""
+    """The followers of tasks on this gateway process: Socket.IO clients and SSE streams."""
 
     def __init__(
         self,
-        sio: socketio.AsyncServer | None,
+        sio: socketio.AsyncServer,
+        relay: TaskEventRelay,
         log: EventLog | None,
         celery: CeleryFacade,
         settings: StirfriedSettings,
     ) -> None:
         self._sio = sio
+        self._relay = relay
         self._log = log
         self._celery = celery
         self._settings = settings
-        # task id -> sid -> live events held back while that client's replay runs
-        self._held: dict[str, dict[str, list[TaskEvent]]] = {}
-        # task id -> queues of the SSE streams following it (None ends a stream)
-        self._streams: dict[str, set[asyncio.Queue[TaskEvent | None]]] = {}
-        # task id -> sids that unsubscribed from it: the task's events also name the
-        # scheduling client's own room, so leaving the task's room is not enough.
-        self._unsubscribed: dict[str, set[str]] = {}
-        self._unsubscribed_by_sid: dict[str, set[str]] = {}
-
-    def live(self, task_id: str, event: TaskEvent) -> list[str]:
-        """Take a live event of ``task_id``; return the sids it must not be sent to (now).
-
-        Called by the relay for every task event before it reaches the task's rooms.
-        """
-        for queue in self._streams.get(task_id, ()):
-            if queue.full():
-                _cut_off(queue)
-            else:
-                queue.put_nowait(event)
-        skipped = list(self._unsubscribed.get(task_id, ()))
-        held = self._held.get(task_id)
-        if held:
-            for events_held in held.values():
-                events_held.append(event)
-            skipped.extend(held)
-        return skipped
 
     async def subscribe(self, sid: str, task_id: str, after: int) -> int:
         """Join ``sid`` to the task's room and replay what it missed; return events replayed."""
-        assert self._sio is not None
-        held = self._held.setdefault(task_id, {})
-        if sid in held:
-            raise SubscriptionConflict("this client is already subscribing to the task")
-        held[sid] = []
-        room = events.task_room(task_id)
-        try:
+        with self._relay.holding(task_id, sid) as held:
+            room = protocol.task_room(task_id)
             await self._sio.enter_room(sid, room)
             try:
                 history = await self._history(task_id, after)
             except Exception:
                 await self._sio.leave_room(sid, room)
                 raise
-            self._resubscribed(sid, task_id)
+            self._relay.resubscribed(sid, task_id)
             delivered = after
             for event in history:
                 await self._send(sid, event)
                 delivered = event.event_id
-            replayed = len(history)
-            while held[sid]:
-                event = held[sid].pop(0)
+            while held:
+                event = held.pop(0)
                 if event.event_id > delivered:
                     await self._send(sid, event)
                     delivered = event.event_id
-            return replayed
-        finally:
-            del held[sid]
-            if not held and self._held.get(task_id) is held:
-                del self._held[task_id]
+            return len(history)
 
     async def unsubscribe(self, sid: str, task_id: str) -> None:
         """Stop the task's events to ``sid``, also those addressed to its own room."""
-        assert self._sio is not None
-        await self._sio.leave_room(sid, events.task_room(task_id))
-        self._unsubscribed.setdefault(task_id, set()).add(sid)
-        self._unsubscribed_by_sid.setdefault(sid, set()).add(task_id)
+        await self._sio.leave_room(sid, protocol.task_room(task_id))
+        self._relay.unsubscribed(sid, task_id)
 
     def forget(self, sid: str) -> None:
         """Drop what is kept for a client that disconnected."""
-        for task_id in self._unsubscribed_by_sid.pop(sid, ()):
-            self._discard_unsubscribed(sid, task_id)
-
-    def _resubscribed(self, sid: str, task_id: str) -> None:
-        tasks = self._unsubscribed_by_sid.get(sid)
-        if tasks is not None and task_id in tasks:
-            tasks.discard(task_id)
-            if not tasks:
-                del self._unsubscribed_by_sid[sid]
-            self._discard_unsubscribed(sid, task_id)
-
-    def _discard_unsubscribed(self, sid: str, task_id: str) -> None:
-        sids = self._unsubscribed.get(task_id)
-        if sids is not None:
-            sids.discard(sid)
-            if not sids:
-                del self._unsubscribed[task_id]
+        self._relay.forget(sid)
 
     async def stream(self, task_id: str, after: int, idle: float) -> AsyncGenerator[TaskEvent | None, None]:
         """The task's events after ``after``: replayed, then live; None after ``idle`` quiet seconds.
@@ -152,15 +96,12 @@ class TaskSubscriptions:
         Ends after the task's final event, at shutdown, or when the reader fell
         too far behind.
         """
-        queue: asyncio.Queue[TaskEvent | None] = asyncio.Queue(maxsize=STREAM_BACKLOG)
-        followers = self._streams.setdefault(task_id, set())
-        followers.add(queue)
-        try:
+        with self._relay.stream(task_id) as queue:
             delivered = after
             for event in await self._history(task_id, after):
                 yield event
                 delivered = event.event_id
-                if event.name in events.FINAL_EVENTS:
+                if event.name in protocol.FINAL_EVENTS:
                     return
             while True:
                 try:
@@ -173,26 +114,10 @@ class TaskSubscriptions:
                 if live.event_id > delivered:
                     yield live
                     delivered = live.event_id
-                    if live.name in events.FINAL_EVENTS:
+                    if live.name in protocol.FINAL_EVENTS:
                         return
-        finally:
-            followers.discard(queue)
-            if not followers and self._streams.get(task_id) is followers:
-                del self._streams[task_id]
-
-    def close_streams(self) -> None:
-        """End every SSE stream (at shutdown; their clients resume elsewhere)."""
-        for followers in self._streams.values():
-            for queue in followers:
-                _cut_off(queue)
-
-    async def close(self) -> None:
-        """Close the event log's Redis connections."""
-        if self._log is not None:
-            await self._log.close()
 
     async def _send(self, sid: str, event: TaskEvent) -> None:
-        assert self._sio is not None
         # Only this process holds the client: no need to go through Redis.
         await self._sio.emit(event.name, event.payload, to=sid, ignore_queue=True)
 
@@ -230,17 +155,17 @@ class TaskSubscriptions:
         task_id, name = state.task_id, state.name
         if state.state == states.SUCCESS:
             built = [
-                (events.ON_SUCCESS, events.success(task_id, name, state.result)),
-                (events.ON_RETURN, events.returned(task_id, name, state.state, state.result)),
+                (protocol.ON_SUCCESS, protocol.success(task_id, name, state.result)),
+                (protocol.ON_RETURN, protocol.returned(task_id, name, state.state, state.result)),
             ]
         elif state.state == states.FAILURE:
-            error = replies.describe_error(state.result) if self._settings.error_info else None
+            error = protocol.describe_error(state.result) if self._settings.error_info else None
             built = [
-                (events.ON_FAILURE, events.problem(task_id, name, None)),
-                (events.ON_RETURN, events.returned(task_id, name, state.state, error)),
+                (protocol.ON_FAILURE, protocol.problem(task_id, name, None)),
+                (protocol.ON_RETURN, protocol.returned(task_id, name, state.state, error)),
             ]
         elif state.state == states.REVOKED:
-            built = [(events.ON_REVOKED, events.lifecycle(task_id, name))]
+            built = [(protocol.ON_REVOKED, protocol.lifecycle(task_id, name))]
         else:
             return []
         now = time.time()
@@ -248,13 +173,7 @@ class TaskSubscriptions:
             TaskEvent(
                 after + number,
                 event,
-                {events.EVENT_ID: after + number, events.TIMESTAMP: now, "synthesized": True, **payload},
+                {protocol.EVENT_ID: after + number, protocol.TIMESTAMP: now, "synthesized": True, **payload},
             )
             for number, (event, payload) in enumerate(built, start=1)
         ]
-
-
-def _cut_off(queue: asyncio.Queue[Any]) -> None:
-    while not queue.empty():
-        queue.get_nowait()
-    queue.put_nowait(None)

@@ -7,11 +7,13 @@ trusts a :class:`TaskRequest`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
-from stirfried import events
+from stirfried import protocol
+from stirfried.server.errors import InvalidRequest, TooLarge
 
 MAX_TASK_NAME_LENGTH = 255
 MAX_ROOM_LENGTH = 255
@@ -19,28 +21,6 @@ MAX_TASK_ID_LENGTH = 255
 # Celery's own ids are UUIDs; this keeps ids safe in URLs, logs and Redis keys.
 TASK_ID = re.compile(r"[!-~]+")
 TASK_FIELDS = ("task_name", "args", "kwargs", "room", "chain")
-
-
-class RequestRejected(Exception):
-    """Client input we refuse, with the HTTP status that says why."""
-
-    status = 400
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class InvalidRequest(RequestRejected):
-    """Malformed input: HTTP 400."""
-
-    status = 400
-
-
-class TaskNotAllowed(RequestRejected):
-    """A task name outside ``stirfried_available_tasks``: HTTP 403."""
-
-    status = 403
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,8 +58,8 @@ def parse_task_request(data: Any) -> TaskRequest:
     room = fields.get("room")
     if room is not None and (not isinstance(room, str) or not 0 < len(room) <= MAX_ROOM_LENGTH):
         raise InvalidRequest(f"'room' must be a non-empty string of at most {MAX_ROOM_LENGTH} characters")
-    if room is not None and room.startswith(events.RESERVED_PREFIX):
-        raise InvalidRequest(f"rooms starting with {events.RESERVED_PREFIX!r} are reserved for Stirfried")
+    if room is not None and room.startswith(protocol.RESERVED_PREFIX):
+        raise InvalidRequest(f"rooms starting with {protocol.RESERVED_PREFIX!r} are reserved for Stirfried")
     return TaskRequest(call=_task_call(fields, ""), room=room, chain=chain)
 
 
@@ -92,15 +72,6 @@ def parse_task_id(value: Any) -> str:
             f"a task id must be 1 to {MAX_TASK_ID_LENGTH} visible ASCII characters (no spaces)"
         )
     return value
-
-
-def check_allowed(request: TaskRequest, available_tasks: tuple[str, ...]) -> None:
-    """Raise TaskNotAllowed when any task of the request is outside the allowlist."""
-    if not available_tasks:
-        return
-    for call in request.calls():
-        if call.name not in available_tasks:
-            raise TaskNotAllowed(f"task '{call.name}' is not available")
 
 
 def _task_object(data: Any, what: str, allowed: tuple[str, ...]) -> Mapping[str, Any]:
@@ -127,18 +98,6 @@ def _task_call(fields: Mapping[str, Any], prefix: str) -> TaskCall:
     if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
         raise InvalidRequest(f"'{prefix}kwargs' must be an object")
     return TaskCall(name=name, args=tuple(args), kwargs=dict(kwargs))
-
-
-class NotPermitted(RequestRejected):
-    """The client may not follow this task (no or a wrong token): HTTP 403."""
-
-    status = 403
-
-
-class SubscriptionConflict(RequestRejected):
-    """A subscription that clashes with one in progress: HTTP 409."""
-
-    status = 409
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,3 +147,22 @@ def parse_subscription(data: Any) -> SubscriptionRequest:
     if token is not None and not isinstance(token, str):
         raise InvalidRequest("'token' must be a string")
     return SubscriptionRequest(parse_task_id(data.get("task_id")), parse_after(data.get("after")), token)
+
+
+def check_shape(value: Any, max_nesting: int, what: str) -> None:
+    """Raise InvalidRequest when ``value`` nests lists/objects deeper than ``max_nesting``."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, tuple, dict)):
+            if depth >= max_nesting:
+                raise InvalidRequest(f"'{what}' nests deeper than {max_nesting} levels")
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+
+
+def check_size(value: Any, max_bytes: int, what: str) -> None:
+    """Raise TooLarge when ``value`` would take more than ``max_bytes`` as JSON."""
+    size = len(json.dumps(value, default=lambda item: "x" * len(item) if isinstance(item, bytes) else None))
+    if size > max_bytes:
+        raise TooLarge(f"the {what} is larger than {max_bytes} bytes")

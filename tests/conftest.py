@@ -12,6 +12,7 @@ A gateway's settings pick the matching queue.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import uuid
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
+from blockbuster import blockbuster_ctx
 
 from stirfried.config import translate
 from stirfried.server.app import create_app
@@ -117,7 +119,8 @@ async def start_gateway(
     """Start an in-process gateway (real aiohttp server on a real port)."""
 
     async def start(**overrides: Any) -> TestServer:
-        app = create_app(translate(gateway_config(**overrides)))
+        # As the CLI does, build the app before serving it (create_app is synchronous).
+        app = await asyncio.to_thread(create_app, translate(gateway_config(**overrides)))
         server: TestServer = await aiohttp_server(app)
         return server
 
@@ -157,6 +160,22 @@ def unique() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.fixture(autouse=True)
+def no_blocking_calls_on_the_event_loop() -> Iterator[None]:
+    """Fail a test in which the gateway's code makes a blocking call on the event loop.
+
+    Only calls with a ``stirfried`` frame on the stack count: tests and their
+    helpers may block on purpose (they start services, read files).
+    """
+    with blockbuster_ctx(scanned_modules=["stirfried", "stirfried.server"]):
+        yield
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Tests that need the package index run only where STIRFRIED_TEST_NETWORK=1 (CI sets it).
+    if os.environ.get("STIRFRIED_TEST_NETWORK") != "1":
+        offline = [item for item in items if item.get_closest_marker("network") is None]
+        config.hook.pytest_deselected(items=[item for item in items if item not in offline])
+        items[:] = offline
     # Unit tests first: they fail fast without starting any service.
     items.sort(key=lambda item: 0 if "/unit/" in str(Path(str(item.fspath))) else 1)

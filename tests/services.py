@@ -63,7 +63,7 @@ def purge_queues(broker_url: str, queues: list[str]) -> None:
         channel = connection.default_channel
         for queue in queues:
             with contextlib.suppress(Exception):
-                channel.queue_purge(queue)
+                channel.queue_purge(queue)  # type: ignore[attr-defined]
     app.close()
 
 
@@ -143,6 +143,44 @@ def free_port() -> int:
         return port
 
 
+def start_server_process(
+    command: list[str], probe_url: str, log: Path | None, timeout: float = 30, **popen: Any
+) -> subprocess.Popen[bytes]:
+    """Start a server process and return once ``probe_url`` answers; its output goes to
+    ``log`` (None: discarded). Raises RuntimeError, with the log's tail, if it exits or
+    does not answer within ``timeout``."""
+    with open(log or os.devnull, "wb") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, **popen)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            http_get(probe_url)
+            return process
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                stop_process(process)
+                tail = log.read_text(errors="replace")[-3000:] if log else ""
+                raise RuntimeError(f"{command[:4]} did not start serving {probe_url}:\n{tail}") from None
+            time.sleep(0.1)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> int:
+    """SIGTERM, wait for a graceful exit, SIGKILL after ``timeout``; return the exit status."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise
+
+
+def gateway_command(config_path: Path, port: int) -> list[str]:
+    """``stirfried-server`` for ``config_path`` on ``port``, as this checkout's Python runs it."""
+    return [sys.executable, "-m", "stirfried.server", "--config", str(config_path), "--port", str(port)]
+
+
 @dataclasses.dataclass
 class RunningGateway:
     """A ``stirfried-server`` process and its base URL."""
@@ -153,38 +191,34 @@ class RunningGateway:
     async def stop(self) -> None:
         """SIGTERM, then wait for a graceful exit (in a thread: the test's loop must keep
         answering the gateway's websocket close handshake)."""
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            await asyncio.to_thread(self.process.wait, 30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            raise
+        await asyncio.to_thread(stop_process, self.process)
 
 
 @contextlib.asynccontextmanager
 async def gateway_process(config_path: Path, log_path: Path) -> AsyncIterator[RunningGateway]:
     """Run ``stirfried-server`` in its own process until it serves; stop it afterwards."""
     port = free_port()
-    command = [sys.executable, "-m", "stirfried.server", "--config", str(config_path), "--port", str(port)]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    gateway = RunningGateway(f"http://127.0.0.1:{port}", process)
+    url = f"http://127.0.0.1:{port}"
+    process = await asyncio.to_thread(
+        start_server_process, gateway_command(config_path, port), url + "/healthz", log_path
+    )
+    gateway = RunningGateway(url, process)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"gateway exited: {log_path.read_text()[-3000:]}")
-            try:
-                await asyncio.to_thread(http_get, gateway.url + "/healthz")
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.1)
         yield gateway
     finally:
         await gateway.stop()
+
+
+@contextlib.contextmanager
+def serving_gateway(config_path: Path, log_path: Path) -> Iterator[str]:
+    """The same as :func:`gateway_process`, for code without an event loop; yields its URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = start_server_process(gateway_command(config_path, port), url + "/healthz", log_path)
+    try:
+        yield url
+    finally:
+        stop_process(process)
 
 
 def http_get(url: str) -> bytes:
@@ -229,29 +263,3 @@ class SwitchableProxy:
             pass
         finally:
             writer.close()
-
-
-@contextlib.contextmanager
-def serving_gateway(config_path: Path, log_path: Path) -> Iterator[str]:
-    """``stirfried-server`` as its own process on a free port; yields its URL once it serves."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "stirfried.server", "--config", str(config_path), "--port", str(port)],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/healthz", timeout=1):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the gateway did not start; see {log_path}") from None
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(30)

@@ -6,15 +6,16 @@ import asyncio
 import subprocess
 import sys
 import time
+from typing import Any
 
 import jwt
 import pytest
 import socketio
 
-from stirfried import events
+from stirfried import protocol
 from stirfried.config import translate
 from stirfried.server.app import create_app
-from stirfried.server.auth import Authenticator
+from stirfried.server.caller import Authenticator
 from stirfried.settings import ConfigError
 from tests import services
 from tests.helpers import post_task, url_of
@@ -102,15 +103,20 @@ async def test_socketio_connections_authenticate_with_the_auth_payload(start_gat
 
     for auth, message in ((None, "token is required"), ({"token": "garbage"}, "invalid token")):
         client = socketio.AsyncClient(reconnection=False)
-        refusals: list[dict] = []
+        refusals: list[dict[str, Any]] = []
         client.on("connect_error", refusals.append)
         with pytest.raises(socketio.exceptions.ConnectionError):
             await client.connect(url, auth=auth, transports=["websocket"], wait_timeout=10)
         assert message in refusals[0]["message"], refusals
 
     client = socketio.AsyncClient(reconnection=False)
-    done: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
-    client.on(events.ON_SUCCESS, lambda payload: done.done() or done.set_result(payload))
+    done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+
+    def finished(payload: dict[str, Any]) -> None:
+        if not done.done():
+            done.set_result(payload)
+
+    client.on(protocol.ON_SUCCESS, finished)
     await client.connect(url, auth={"token": MINT.mint("alice", ["add"])}, transports=["websocket"])
     try:
         reply = await client.call("send_task", {"task_name": "add", "args": [2, 2]}, timeout=15)
@@ -184,13 +190,13 @@ async def test_a_follow_claim_opens_the_sse_stream_without_the_subscription_toke
 def test_the_mint_command_makes_tokens_the_gateway_accepts(tmp_path, base_config):
     config = services.write_config(tmp_path / "gateway.yaml", {**base_config, **SECURE})
     result = subprocess.run(
-        [sys.executable, "-m", "stirfried.server.mint", "--config", str(config), "--subject", "dev",
+        [sys.executable, "-m", "stirfried.server.token_cli", "--config", str(config), "--subject", "dev",
          "--tasks", "add,count_to", "--ttl", "60"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     principal = MINT.authenticate(result.stdout.strip())
-    assert principal.subject == "dev" and principal.tasks == {"add", "count_to"}
+    assert principal.subject == "dev" and principal.tasks == frozenset({"add", "count_to"})
 
 
 async def test_the_python_client_connects_with_a_token(start_gateway):

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from stirfried import events
+from stirfried import protocol
 from tests import services
 from tests.helpers import post_task, url_of
 
@@ -75,7 +75,7 @@ async def test_every_malformed_socketio_message_gets_a_failed_reply(start_gatewa
     assert wrong == {}
 
     task_id = await client.send_task({"task_name": "add", "args": [20, 22]})
-    assert (await client.wait_for_event(events.ON_SUCCESS, task_id))["retval"] == 42
+    assert (await client.wait_for_event(protocol.ON_SUCCESS, task_id))["retval"] == 42
 
 
 async def test_a_raw_frame_too_deep_to_parse_does_not_hurt_other_clients(start_gateway, connect):
@@ -91,4 +91,4 @@ async def test_a_raw_frame_too_deep_to_parse_does_not_hurt_other_clients(start_g
         await asyncio.sleep(0.5)
 
     task_id = await bystander.send_task({"task_name": "add", "args": [1, 1]})
-    assert (await bystander.wait_for_event(events.ON_SUCCESS, task_id))["retval"] == 2
+    assert (await bystander.wait_for_event(protocol.ON_SUCCESS, task_id))["retval"] == 2

@@ -1,7 +1,8 @@
 """A seconds-long run of the benchmark, so it cannot rot (no thresholds: figures live in bench/).
 
 It runs side by side with Stirfried 0.7.0, installed from PyPI into a cached
-virtual environment (``~/.cache/stirfried-bench``) as ``--against`` does.
+virtual environment (``~/.cache/stirfried-bench``) as ``--against`` does, so it
+needs the package index: it runs with STIRFRIED_TEST_NETWORK=1 (.ci/run sets it).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+
+import pytest
 
 from tests import services
 
@@ -19,6 +22,7 @@ SCENARIOS = {
 OURS_ONLY = {"celery_send_task_floor", "event_log_on", "event_log_off", "socketio_manager_publish"}
 
 
+@pytest.mark.network
 def test_benchmark_smoke_run_measures_both_systems(tmp_path):
     output = tmp_path / "results.json"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stirfried import events
+from stirfried import protocol
 
 
 async def test_chained_tasks_run_after_the_main_task_in_reverse_order(gateway, connect):
@@ -18,11 +18,11 @@ async def test_chained_tasks_run_after_the_main_task_in_reverse_order(gateway, c
         }
     )
 
-    await client.wait_for(lambda received: sum(1 for name, _ in received if name == events.ON_SUCCESS) == 3)
+    await client.wait_for(lambda received: sum(1 for name, _ in received if name == protocol.ON_SUCCESS) == 3)
 
     # Each task's events come from whichever worker process ran it, so only the
     # results (each built on the one before) prove the run order.
-    results = sorted((data["retval"] for name, data in client.events if name == events.ON_SUCCESS), key=len)
+    results = sorted((data["retval"] for name, data in client.events if name == protocol.ON_SUCCESS), key=len)
     assert results == [
         ["main"],
         ["main", "last in array"],
@@ -45,12 +45,12 @@ async def test_chained_tasks_get_header_mapping_of_their_own_name(start_gateway,
 
     await client.wait_for(
         lambda received: any(
-            name == events.ON_SUCCESS and data["task_name"] == "echo_kwargs" for name, data in received
+            name == protocol.ON_SUCCESS and data["task_name"] == "echo_kwargs" for name, data in received
         )
     )
     echoed = next(
         data["retval"]
         for name, data in client.events
-        if name == events.ON_SUCCESS and data["task_name"] == "echo_kwargs"
+        if name == protocol.ON_SUCCESS and data["task_name"] == "echo_kwargs"
     )
     assert echoed == {"room": client.sid, "user": "alice"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import socketio
 
 from stirfried.emitter import TaskEventEmitter
@@ -19,7 +21,9 @@ async def test_event_published_right_after_the_first_connect_is_delivered(
         task_id = f"relay-{unique}-{attempt}"
 
         # What a very fast task does: publish the moment the client's task exists.
-        emitter.emit("on_success", {"task_id": task_id, "task_name": "x", "retval": 1}, task_id, [client.sid])
+        # (In a thread: the worker's emitter is blocking by design.)
+        payload = {"task_id": task_id, "task_name": "x", "retval": 1}
+        await asyncio.to_thread(emitter.emit, "on_success", payload, task_id, [client.sid])
 
         await client.wait_for(lambda events: len(events) == 1, timeout=5)
         [(name, payload)] = client.events

@@ -13,6 +13,7 @@ import collections
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import schemathesis
@@ -35,7 +36,9 @@ class FuzzedGateway:
 
 
 @pytest.fixture(scope="module")
-def fuzzed_gateway(base_config: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzedGateway]:
+def fuzzed_gateway(
+    base_config: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FuzzedGateway]:
     directory: Path = tmp_path_factory.mktemp("fuzz")
     config = {
         **base_config,

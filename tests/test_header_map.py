@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stirfried import events
+from stirfried import protocol
 from tests.helpers import post_task, wait_for_state
 
 HEADER_MAP = {"echo_kwargs": {"X-User": "user", "Date": "date"}}
@@ -56,7 +56,7 @@ async def test_socketio_connect_header_is_injected(mapped_gateway, connect):
     client = await connect(mapped_gateway, headers={"X-User": "bob"})
     task_id = await client.send_task({"task_name": "echo_kwargs", "kwargs": {"user": "mallory"}})
 
-    success = await client.wait_for_event(events.ON_SUCCESS, task_id)
+    success = await client.wait_for_event(protocol.ON_SUCCESS, task_id)
 
     assert success["retval"] == {"room": client.sid, "user": "bob"}
 
@@ -65,7 +65,7 @@ async def test_socketio_client_without_the_header_cannot_spoof(mapped_gateway, c
     client = await connect(mapped_gateway)
     task_id = await client.send_task({"task_name": "echo_kwargs", "kwargs": {"user": "mallory"}})
 
-    success = await client.wait_for_event(events.ON_SUCCESS, task_id)
+    success = await client.wait_for_event(protocol.ON_SUCCESS, task_id)
 
     assert success["retval"] == {"room": client.sid}
 
@@ -74,6 +74,6 @@ async def test_tasks_outside_the_map_keep_their_kwargs(mapped_gateway, connect):
     client = await connect(mapped_gateway, headers={"X-User": "bob"})
     task_id = await client.send_task({"task_name": "add", "kwargs": {"x": 1, "y": 2}})
 
-    success = await client.wait_for_event(events.ON_SUCCESS, task_id)
+    success = await client.wait_for_event(protocol.ON_SUCCESS, task_id)
 
     assert success["retval"] == 3

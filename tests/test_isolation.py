@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from stirfried import events
+from stirfried import protocol
 
 CLIENTS = 50
 TASKS_EACH = 2
@@ -22,7 +22,7 @@ async def test_fifty_clients_each_get_exactly_their_own_events(start_gateway, co
     for client, task_ids in zip(clients, owned, strict=True):
         await client.wait_for(
             lambda _, c=client, ids=task_ids: all(
-                any(name == events.ON_RETURN for name, _ in c.events_for(task_id)) for task_id in ids
+                any(name == protocol.ON_RETURN for name, _ in c.events_for(task_id)) for task_id in ids
             ),
             timeout=60,
         )

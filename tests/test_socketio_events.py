@@ -6,7 +6,7 @@ checks and strips them.
 
 from __future__ import annotations
 
-from stirfried import events
+from stirfried import protocol
 from tests.helpers import seed_payload
 
 
@@ -14,8 +14,8 @@ async def test_add_task_emits_success_and_return_to_its_client(gateway, connect)
     client = await connect(gateway)
     task_id = await client.send_task({"task_name": "add", "args": [2, 3]})
 
-    success = await client.wait_for_event(events.ON_SUCCESS, task_id)
-    returned = await client.wait_for_event(events.ON_RETURN, task_id)
+    success = await client.wait_for_event(protocol.ON_SUCCESS, task_id)
+    returned = await client.wait_for_event(protocol.ON_RETURN, task_id)
 
     assert seed_payload(success) == {"retval": 5, "task_id": task_id, "task_name": "add"}
     assert seed_payload(returned) == {
@@ -30,9 +30,9 @@ async def test_add_task_emits_success_and_return_to_its_client(gateway, connect)
 async def test_progress_events_arrive_in_order_with_current_total_and_info(gateway, connect):
     client = await connect(gateway)
     task_id = await client.send_task({"task_name": "progress", "args": [5]})
-    await client.wait_for_event(events.ON_SUCCESS, task_id)
+    await client.wait_for_event(protocol.ON_SUCCESS, task_id)
 
-    progress = [data for name, data in client.events_for(task_id) if name == events.ON_PROGRESS]
+    progress = [data for name, data in client.events_for(task_id) if name == protocol.ON_PROGRESS]
     assert [data["event_id"] for data in progress] == [1, 2, 3, 4, 5]
     assert [seed_payload(data) for data in progress] == [
         {
@@ -50,8 +50,8 @@ async def test_failure_emits_on_failure_and_on_return_without_error_info(gateway
     client = await connect(gateway)
     task_id = await client.send_task({"task_name": "fail", "args": ["boom"]})
 
-    failure = await client.wait_for_event(events.ON_FAILURE, task_id)
-    returned = await client.wait_for_event(events.ON_RETURN, task_id)
+    failure = await client.wait_for_event(protocol.ON_FAILURE, task_id)
+    returned = await client.wait_for_event(protocol.ON_RETURN, task_id)
 
     assert seed_payload(failure) == {"task_id": task_id, "task_name": "fail"}
     assert seed_payload(returned) == {
@@ -60,7 +60,7 @@ async def test_failure_emits_on_failure_and_on_return_without_error_info(gateway
         "task_id": task_id,
         "task_name": "fail",
     }
-    assert events.ON_SUCCESS not in [name for name, _ in client.events_for(task_id)]
+    assert protocol.ON_SUCCESS not in [name for name, _ in client.events_for(task_id)]
 
 
 async def test_failure_events_carry_einfo_with_error_info_on(start_gateway, connect):
@@ -68,8 +68,8 @@ async def test_failure_events_carry_einfo_with_error_info_on(start_gateway, conn
     client = await connect(gateway)
     task_id = await client.send_task({"task_name": "fail", "args": ["boom"]})
 
-    failure = await client.wait_for_event(events.ON_FAILURE, task_id)
-    returned = await client.wait_for_event(events.ON_RETURN, task_id)
+    failure = await client.wait_for_event(protocol.ON_FAILURE, task_id)
+    returned = await client.wait_for_event(protocol.ON_RETURN, task_id)
 
     assert set(seed_payload(failure)) == {"task_id", "task_name", "einfo"}
     assert "Traceback" in failure["einfo"] and "ValueError: boom" in failure["einfo"]
@@ -80,11 +80,11 @@ async def test_retry_emits_on_retry_then_succeeds(gateway, connect):
     client = await connect(gateway)
     task_id = await client.send_task({"task_name": "retry_once"})
 
-    await client.wait_for_event(events.ON_RETURN, task_id)
-    success = await client.wait_for_event(events.ON_SUCCESS, task_id)
+    await client.wait_for_event(protocol.ON_RETURN, task_id)
+    success = await client.wait_for_event(protocol.ON_SUCCESS, task_id)
 
     names = [name for name, _ in client.events_for(task_id)]
-    assert names == [events.ON_RETRY, events.ON_SUCCESS, events.ON_RETURN]
+    assert names == [protocol.ON_RETRY, protocol.ON_SUCCESS, protocol.ON_RETURN]
     assert seed_payload(client.events_for(task_id)[0][1]) == {"task_id": task_id, "task_name": "retry_once"}
     # Numbered across both runs of the task, which may run on different worker processes.
     assert [data["event_id"] for _, data in client.events_for(task_id)] == [1, 2, 3]
@@ -96,7 +96,7 @@ async def test_retry_event_carries_einfo_with_error_info_on(start_gateway, conne
     client = await connect(gateway)
     task_id = await client.send_task({"task_name": "retry_once"})
 
-    retry = await client.wait_for_event(events.ON_RETRY, task_id)
+    retry = await client.wait_for_event(protocol.ON_RETRY, task_id)
 
     assert "Traceback" in retry["einfo"] and "first attempt failed" in retry["einfo"]
 
@@ -107,8 +107,8 @@ async def test_a_second_client_never_receives_the_first_clients_events(gateway, 
     task_id = await owner.send_task({"task_name": "progress", "args": [3]})
     own_task = await bystander.send_task({"task_name": "add", "args": [1, 1]})
 
-    await owner.wait_for_event(events.ON_RETURN, task_id)
-    await bystander.wait_for_event(events.ON_RETURN, own_task)
+    await owner.wait_for_event(protocol.ON_RETURN, task_id)
+    await bystander.wait_for_event(protocol.ON_RETURN, own_task)
 
     assert owner.events_for(task_id)
     assert bystander.events_for(task_id) == []

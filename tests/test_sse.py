@@ -7,9 +7,10 @@ import json
 import time
 from typing import Any
 
+import aiohttp
 from aiohttp import ClientSession
 
-from stirfried import events
+from stirfried import protocol
 from tests.helpers import post_task, url_of, wait_for_state
 
 
@@ -19,7 +20,7 @@ async def read_stream(
     """Every SSE message until the server ends the stream (fails if it never does)."""
     messages: list[dict[str, Any]] = []
     current: dict[str, Any] = {}
-    async with http.get(url, headers=headers or {}, timeout=30) as response:
+    async with http.get(url, headers=headers or {}, timeout=aiohttp.ClientTimeout(total=30)) as response:
         assert response.status == 200, await response.text()
         assert response.headers["Content-Type"].startswith("text/event-stream")
         async for raw in response.content:
@@ -41,7 +42,11 @@ async def test_a_running_task_streams_to_its_end_and_the_stream_closes(gateway, 
     messages = await read_stream(http, url)
 
     assert [m["id"] for m in messages] == [str(n) for n in range(1, 13)]
-    assert [m["event"] for m in messages][-3:] == [events.ON_PROGRESS, events.ON_SUCCESS, events.ON_RETURN]
+    assert [m["event"] for m in messages][-3:] == [
+        protocol.ON_PROGRESS,
+        protocol.ON_SUCCESS,
+        protocol.ON_RETURN,
+    ]
     assert messages[-2]["data"]["retval"] == 10
 
 
@@ -89,4 +94,4 @@ async def test_shutdown_ends_open_streams_promptly(start_gateway, http):
 
     assert time.monotonic() - started < 3
     # Cut off mid-task: the client resumes elsewhere with Last-Event-ID.
-    assert messages and messages[-1]["event"] == events.ON_PROGRESS
+    assert messages and messages[-1]["event"] == protocol.ON_PROGRESS

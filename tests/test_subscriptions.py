@@ -11,9 +11,9 @@ from typing import Any
 
 import redis
 
-from stirfried import events
+from stirfried import protocol
 from stirfried.server.app_keys import SOCKETIO
-from stirfried.server.event_relay import drop_transport
+from stirfried.server.socketio_api import drop_transport
 from stirfried.server.subscriptions import SYNTHESIS_GRACE
 from tests.helpers import post_task, seed_payload, wait_for_state
 
@@ -25,7 +25,7 @@ def event_ids(client: Any, task_id: str) -> list[int]:
 
 
 def finished(client: Any, task_id: str) -> bool:
-    return any(name == events.ON_RETURN for name, _ in client.events_for(task_id))
+    return any(name == protocol.ON_RETURN for name, _ in client.events_for(task_id))
 
 
 async def schedule(client: Any, task: dict[str, Any]) -> tuple[str, str]:
@@ -114,7 +114,7 @@ async def test_subscribing_after_the_task_finished_replays_all_of_it(start_gatew
     await late.wait_for(lambda _: finished(late, task_id))
 
     assert late.events_for(task_id) == owner.events_for(task_id)
-    assert [name for name, _ in late.events_for(task_id)][-2:] == [events.ON_SUCCESS, events.ON_RETURN]
+    assert [name for name, _ in late.events_for(task_id)][-2:] == [protocol.ON_SUCCESS, protocol.ON_RETURN]
 
 
 async def test_an_expired_log_gives_a_synthesized_final_event_from_the_result_backend(
@@ -125,7 +125,7 @@ async def test_an_expired_log_gives_a_synthesized_final_event_from_the_result_ba
     task_id, token = await schedule(owner, {"task_name": "add", "args": [20, 22]})
     await owner.wait_for(lambda _: finished(owner, task_id))
     with redis.Redis.from_url(redis_url) as client:
-        client.delete(events.event_log_key(task_id), events.event_sequence_key(task_id))
+        client.delete(protocol.event_log_key(task_id), protocol.event_sequence_key(task_id))
     # Within its grace period a missing log means "not written yet"; after it, "expired".
     await asyncio.sleep(SYNTHESIS_GRACE)
 
@@ -134,7 +134,7 @@ async def test_an_expired_log_gives_a_synthesized_final_event_from_the_result_ba
     await late.wait_for(lambda _: finished(late, task_id))
 
     (success_name, success), (return_name, returned) = late.events_for(task_id)
-    assert (success_name, return_name) == (events.ON_SUCCESS, events.ON_RETURN)
+    assert (success_name, return_name) == (protocol.ON_SUCCESS, protocol.ON_RETURN)
     assert success["retval"] == 42 and success["synthesized"] is True
     assert returned["status"] == "SUCCESS"
 
@@ -215,7 +215,7 @@ async def test_a_custom_room_cannot_be_a_reserved_task_room(start_gateway, conne
     gateway = await start_gateway(stirfried_custom_rooms=True)
     client = await connect(gateway)
     reply = await client.call(
-        "send_task", {"task_name": "add", "args": [1, 2], "room": events.task_room("someone-elses-task")}
+        "send_task", {"task_name": "add", "args": [1, 2], "room": protocol.task_room("someone-elses-task")}
     )
     assert reply["status"] == "failed" and "reserved" in reply["data"]
 
@@ -230,10 +230,10 @@ async def test_http_tasks_can_be_followed_with_the_token_from_the_response(gatew
     await client.wait_for(lambda _: finished(client, body["data"]))
 
     assert [name for name, _ in client.events_for(body["data"])] == [
-        events.ON_PROGRESS,
-        events.ON_PROGRESS,
-        events.ON_SUCCESS,
-        events.ON_RETURN,
+        protocol.ON_PROGRESS,
+        protocol.ON_PROGRESS,
+        protocol.ON_SUCCESS,
+        protocol.ON_RETURN,
     ]
 
 
@@ -246,15 +246,15 @@ async def test_the_event_log_is_capped_and_expires(start_gateway, connect, redis
     total = event_ids(owner, task_id)[-1]
 
     with redis.Redis.from_url(redis_url) as client:
-        assert client.xlen(events.event_log_key(task_id)) == 5
-        assert 0 < client.ttl(events.event_log_key(task_id)) <= 3
+        assert client.xlen(protocol.event_log_key(task_id)) == 5
+        assert 0 < client.ttl(protocol.event_log_key(task_id)) <= 3
         late = await connect(gateway)
         await late.call("subscribe_task", {"task_id": task_id, "token": token})
         await late.wait_for(lambda _: finished(late, task_id))
         assert event_ids(late, task_id) == list(range(total - 4, total + 1))
 
-        await owner.wait_for(lambda _: not client.exists(events.event_log_key(task_id)), timeout=10)
-        assert not client.exists(events.event_sequence_key(task_id))
+        await owner.wait_for(lambda _: not client.exists(protocol.event_log_key(task_id)), timeout=10)
+        assert not client.exists(protocol.event_sequence_key(task_id))
 
 
 async def test_celery_lifecycle_events_show_queued_then_started(start_gateway, connect):
@@ -264,7 +264,7 @@ async def test_celery_lifecycle_events_show_queued_then_started(start_gateway, c
     await client.wait_for(lambda _: finished(client, task_id))
 
     names = [name for name, _ in client.events_for(task_id)]
-    assert names == [events.ON_RECEIVED, events.ON_STARTED, events.ON_SUCCESS, events.ON_RETURN]
+    assert names == [protocol.ON_RECEIVED, protocol.ON_STARTED, protocol.ON_SUCCESS, protocol.ON_RETURN]
     assert event_ids(client, task_id) == [1, 2, 3, 4]
     assert seed_payload(client.events_for(task_id)[0][1]) == {"task_id": task_id, "task_name": "add"}
 
@@ -278,9 +278,9 @@ async def test_a_revoked_task_ends_with_on_revoked(start_gateway, connect):
     task_id, _ = await schedule(client, {"task_name": "add", "args": [1, 2]})
     await client.call("revoke_task", task_id)
 
-    await client.wait_for(lambda _: any(n == events.ON_REVOKED for n, _d in client.events_for(task_id)))
+    await client.wait_for(lambda _: any(n == protocol.ON_REVOKED for n, _d in client.events_for(task_id)))
     names = [name for name, _ in client.events_for(task_id)]
-    assert events.ON_SUCCESS not in names and names[-1] == events.ON_REVOKED
+    assert protocol.ON_SUCCESS not in names and names[-1] == protocol.ON_REVOKED
 
 
 async def test_progress_coalescing_thins_the_flood_but_keeps_the_last(start_gateway, connect):
@@ -290,10 +290,10 @@ async def test_progress_coalescing_thins_the_flood_but_keeps_the_last(start_gate
     await client.wait_for(lambda _: finished(client, task_id))
 
     received = client.events_for(task_id)
-    progress = [data for name, data in received if name == events.ON_PROGRESS]
+    progress = [data for name, data in received if name == protocol.ON_PROGRESS]
     assert len(progress) < 60  # 200 emitted in ~0.5-1 s at most 10 per second (+ the last)
     assert progress[-1]["current"] == 200
-    assert [name for name, _ in received][-2:] == [events.ON_SUCCESS, events.ON_RETURN]
+    assert [name for name, _ in received][-2:] == [protocol.ON_SUCCESS, protocol.ON_RETURN]
     ids = event_ids(client, task_id)
     assert ids == sorted(ids) and ids[-1] == 202
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stirfried import events
+from stirfried import protocol
 from tests import services
 
 
@@ -17,11 +17,11 @@ async def test_clients_of_two_gateway_processes_each_receive_only_their_own_even
         task_a = await on_a.send_task({"task_name": "progress", "args": [3]})
         task_b = await on_b.send_task({"task_name": "progress", "args": [3]})
 
-        await on_a.wait_for_event(events.ON_RETURN, task_a)
-        await on_b.wait_for_event(events.ON_RETURN, task_b)
+        await on_a.wait_for_event(protocol.ON_RETURN, task_a)
+        await on_b.wait_for_event(protocol.ON_RETURN, task_b)
 
-    assert [name for name, _ in on_a.events_for(task_a)] == [events.ON_PROGRESS] * 3 + [
-        events.ON_SUCCESS, events.ON_RETURN,
+    assert [name for name, _ in on_a.events_for(task_a)] == [protocol.ON_PROGRESS] * 3 + [
+        protocol.ON_SUCCESS, protocol.ON_RETURN,
     ]  # fmt: skip
     assert {data["task_id"] for _, data in on_a.events} == {task_a}
     assert {data["task_id"] for _, data in on_b.events} == {task_b}

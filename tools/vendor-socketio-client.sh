@@ -7,7 +7,7 @@
 # with VERSION's and records their checksums; a test checks the files against it.
 set -euo pipefail
 version=${1:?usage: tools/vendor-socketio-client.sh VERSION (e.g. 4.8.4)}
-target="$(cd "$(dirname "$0")/.." && pwd)/server/static/vendor/socket.io-client"
+target="$(cd "$(dirname "$0")/.." && pwd)/server/development/static/vendor/socket.io-client"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 (cd "$work" && npm pack --silent "socket.io-client@$version" >/dev/null && tar xzf socket.io-client-*.tgz)

@@ -32,7 +32,7 @@ import celery
 from billiard.exceptions import WorkerLostError
 from celery import signals, states
 
-from stirfried import events
+from stirfried import protocol
 from stirfried.config import config_path_from_environment, load_config
 from stirfried.emitter import TaskEventEmitter
 from stirfried.settings import ConfigError, StirfriedSettings, settings_from_prefixed
@@ -41,10 +41,8 @@ __all__ = ["ConfigError", "StirfriedTask", "configure_from_file"]
 
 logger = logging.getLogger(__name__)
 
-ROOM_KWARG = "room"
 
-
-def configure_from_file(app: celery.Celery, path: str | os.PathLike[str] | None = None) -> None:
+def configure_from_file(app: celery.Celery[Any], path: str | os.PathLike[str] | None = None) -> None:
     """Configure a Celery app from the Stirfried YAML file the gateway reads too.
 
     ``path`` defaults to the ``STIRFRIED_CONFIG`` environment variable. Celery
@@ -67,7 +65,7 @@ class _WorkerRuntime:
     emitter: TaskEventEmitter | None
 
 
-def _runtime_for(app: celery.Celery) -> _WorkerRuntime:
+def _runtime_for(app: celery.Celery[Any]) -> _WorkerRuntime:
     # Kept on the Celery app (not in a module global), and rebuilt after a fork
     # so prefork children never share their parent's Redis socket.
     runtime: _WorkerRuntime | None = getattr(app, "_stirfried_runtime", None)
@@ -88,7 +86,7 @@ def _runtime_for(app: celery.Celery) -> _WorkerRuntime:
     return runtime
 
 
-class StirfriedTask(celery.Task):  # type: ignore[misc]
+class StirfriedTask(celery.Task[Any, Any]):
     """Celery task base class that reports progress, retries, failure and results.
 
     Tasks must accept a ``room=None`` keyword argument: the gateway uses it to
@@ -98,32 +96,38 @@ class StirfriedTask(celery.Task):  # type: ignore[misc]
     def emit_progress(self, current: Any, total: Any, info: Any = None) -> None:
         """Send ``on_progress`` to the task's rooms. Needs ``bind=True`` on the task."""
         request = self.request
+        if request.id is None:  # called directly, not as a task: nobody follows it
+            return
         self._emit(
-            events.ON_PROGRESS,
-            events.progress(request.id, self.name, current, total, info),
+            protocol.ON_PROGRESS,
+            protocol.progress(request.id, self.name, current, total, info),
             request.id,
             request.kwargs,
         )
 
     def on_retry(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
-        self._emit(events.ON_RETRY, events.problem(task_id, self.name, self._einfo(einfo)), task_id, kwargs)
+        self._emit(
+            protocol.ON_RETRY, protocol.problem(task_id, self.name, self._einfo(einfo)), task_id, kwargs
+        )
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
-        self._emit(events.ON_FAILURE, events.problem(task_id, self.name, self._einfo(einfo)), task_id, kwargs)
+        self._emit(
+            protocol.ON_FAILURE, protocol.problem(task_id, self.name, self._einfo(einfo)), task_id, kwargs
+        )
 
     def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
-        self._emit(events.ON_SUCCESS, events.success(task_id, self.name, retval), task_id, kwargs)
+        self._emit(protocol.ON_SUCCESS, protocol.success(task_id, self.name, retval), task_id, kwargs)
 
     def after_return(
         self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:
         if status == states.SUCCESS:
-            payload = events.returned(task_id, self.name, status, retval)
+            payload = protocol.returned(task_id, self.name, status, retval)
         elif status == states.FAILURE:
-            payload = events.returned(task_id, self.name, status, self._error_text(retval))
+            payload = protocol.returned(task_id, self.name, status, self._error_text(retval))
         else:
             return
-        self._emit(events.ON_RETURN, payload, task_id, kwargs)
+        self._emit(protocol.ON_RETURN, payload, task_id, kwargs)
 
     def report_lost(self, task_id: str, kwargs: Any, einfo: Any, exc: BaseException) -> None:
         """The pool process running the task died (SIGKILL, out of memory) and the task
@@ -131,10 +135,12 @@ class StirfriedTask(celery.Task):  # type: ignore[misc]
 
         Runs in the worker's main process, from Celery's ``task_failure`` signal.
         """
-        self._emit(events.ON_FAILURE, events.problem(task_id, self.name, self._einfo(einfo)), task_id, kwargs)
         self._emit(
-            events.ON_RETURN,
-            events.returned(task_id, self.name, states.FAILURE, self._error_text(exc)),
+            protocol.ON_FAILURE, protocol.problem(task_id, self.name, self._einfo(einfo)), task_id, kwargs
+        )
+        self._emit(
+            protocol.ON_RETURN,
+            protocol.returned(task_id, self.name, states.FAILURE, self._error_text(exc)),
             task_id,
             kwargs,
         )
@@ -143,7 +149,7 @@ class StirfriedTask(celery.Task):  # type: ignore[misc]
         """Send one of Celery's lifecycle events, when ``stirfried_celery_events`` is on."""
         runtime = self._runtime()
         if runtime is not None and runtime.settings.celery_events:
-            self._emit(event, events.lifecycle(task_id, self.name, **details), task_id, kwargs)
+            self._emit(event, protocol.lifecycle(task_id, self.name, **details), task_id, kwargs)
 
     def _emit(
         self, event: str, payload: dict[str, Any], task_id: Any, kwargs: Mapping[str, Any] | None
@@ -151,8 +157,8 @@ class StirfriedTask(celery.Task):  # type: ignore[misc]
         runtime = self._runtime()
         if runtime is None or runtime.emitter is None or not isinstance(task_id, str):
             return
-        rooms = [events.task_room(task_id)]
-        room = kwargs.get(ROOM_KWARG) if isinstance(kwargs, Mapping) else None
+        rooms = [protocol.task_room(task_id)]
+        room = kwargs.get(protocol.ROOM_KWARG) if isinstance(kwargs, Mapping) else None
         if isinstance(room, str) and room and room != runtime.settings.sentinel_room:
             rooms.insert(0, room)
         runtime.emitter.emit(event, payload, task_id, rooms)
@@ -174,11 +180,7 @@ class StirfriedTask(celery.Task):  # type: ignore[misc]
         return str(einfo) if self._error_info_on() and einfo is not None else None
 
     def _error_text(self, exc: Any) -> str | None:
-        if not self._error_info_on():
-            return None
-        if isinstance(exc, BaseException):
-            return f"{type(exc).__name__}: {exc}"
-        return str(exc)
+        return protocol.describe_error(exc) if self._error_info_on() else None
 
 
 # Celery's lifecycle, relayed when ``stirfried_celery_events`` is on. Signals
@@ -190,13 +192,13 @@ class StirfriedTask(celery.Task):  # type: ignore[misc]
 def _on_task_received(sender: Any = None, request: Any = None, **_: Any) -> None:
     task = getattr(request, "task", None)
     if isinstance(task, StirfriedTask):
-        task.emit_lifecycle(events.ON_RECEIVED, request.id, request.kwargs)
+        task.emit_lifecycle(protocol.ON_RECEIVED, request.id, request.kwargs)
 
 
 @signals.task_prerun.connect
 def _on_task_prerun(sender: Any = None, task_id: Any = None, kwargs: Any = None, **_: Any) -> None:
     if isinstance(sender, StirfriedTask):
-        sender.emit_lifecycle(events.ON_STARTED, task_id, kwargs)
+        sender.emit_lifecycle(protocol.ON_STARTED, task_id, kwargs)
 
 
 @signals.task_failure.connect
@@ -224,7 +226,7 @@ def _on_task_revoked(
 ) -> None:
     if isinstance(sender, StirfriedTask) and request is not None:
         sender.emit_lifecycle(
-            events.ON_REVOKED,
+            protocol.ON_REVOKED,
             request.id,
             getattr(request, "kwargs", None),
             terminated=bool(terminated),

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 import socketio
 
-from stirfried import events
+from stirfried import protocol
 
 T = TypeVar("T")
 
@@ -105,22 +105,22 @@ class _TaskWatch:
         self.einfo: str | None = None
 
     async def handle(self, event: str, payload: dict[str, Any]) -> None:
-        event_id = payload.get(events.EVENT_ID)
+        event_id = payload.get(protocol.EVENT_ID)
         if isinstance(event_id, int):
             if event_id <= self.last_event_id:
                 return  # already seen (delivered live and replayed)
             self.last_event_id = event_id
-        if event == events.ON_PROGRESS and self.on_progress is not None:
+        if event == protocol.ON_PROGRESS and self.on_progress is not None:
             outcome = self.on_progress(
                 Progress(payload["task_id"], payload["current"], payload["total"], payload["info"])
             )
             if inspect.isawaitable(outcome):
                 await outcome
-        elif event == events.ON_FAILURE:
+        elif event == protocol.ON_FAILURE:
             self.einfo = payload.get("einfo")
-        elif event == events.ON_RETURN and not self.done.done():
+        elif event == protocol.ON_RETURN and not self.done.done():
             self.done.set_result(payload)
-        elif event == events.ON_REVOKED and not self.done.done():
+        elif event == protocol.ON_REVOKED and not self.done.done():
             self.done.set_result({"status": "REVOKED", "retval": "the task was revoked"})
 
 
@@ -155,7 +155,7 @@ class StirfriedClient:
         self._tokens: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._connected_before = False
         self._resubscriptions: set[asyncio.Task[None]] = set()
-        for event in events.ALL_EVENTS:
+        for event in protocol.ALL_EVENTS:
             self._sio.on(event, self._dispatcher(event))
         self._sio.on("connect", self._on_connect)
 

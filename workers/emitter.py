@@ -5,22 +5,16 @@ Each event goes out through one Lua script on the Stirfried Redis server that
 1. numbers it: ``INCR`` of the task's counter gives its ``event_id``,
 2. logs it: ``XADD`` to the task's capped stream (unless the log is off),
 3. publishes it on python-socketio's channel, in python-socketio's own message
-   format, to the task's rooms; every gateway's ``AsyncRedisManager`` delivers it.
+   format (:func:`stirfried.protocol.encode_event`), to the task's rooms; every
+   gateway's ``AsyncRedisManager`` delivers it.
 
 Doing all three in one script makes the order in the log, the order of the
 ``event_id``\\ s and the order of publication the same, even when a retried task
 runs on another worker, and costs one round trip per event.
-
-The script cannot encode JSON faithfully (Lua's cjson turns ``[]`` into ``{}``),
-so Python encodes the payload and the message around it, and the script only
-splices the ``event_id`` in front of the payload's first key.
 """
 
 from __future__ import annotations
 
-import base64
-import datetime
-import json
 import logging
 import time
 import uuid
@@ -28,13 +22,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
-from socketio.packet import Packet
 
-from stirfried import events
+from stirfried import protocol
 
 logger = logging.getLogger(__name__)
-
-SOCKETIO_CHANNEL = "socketio"
 
 # KEYS: sequence counter, event stream.
 # ARGV: channel, message head, payload without its "{", message tail, event
@@ -58,51 +49,6 @@ return tonumber(id)
 """
 
 
-def _jsonable(value: Any) -> Any:
-    """Fallback for values ``json`` cannot encode, so an odd return value still arrives."""
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    if isinstance(value, (datetime.date, datetime.time)):
-        return value.isoformat()
-    return repr(value)
-
-
-def dumps(value: Any) -> str:
-    """Compact JSON that never fails on a task's odd return value."""
-    return json.dumps(value, default=_jsonable, separators=(",", ":"))
-
-
-def encode_event(
-    event: str, payload: dict[str, Any], rooms: Sequence[str], host_id: str
-) -> tuple[str, str, str, str]:
-    """The parts of a python-socketio ``emit`` message around a payload.
-
-    Returns ``(head, payload_without_brace, tail, attachments)``: the script
-    publishes ``head + '{"event_id":N,' + payload_without_brace + tail``.
-    Bytes travel as python-socketio's base64 attachments, as its own managers do.
-    """
-    binary = Packet.data_is_binary(payload)
-    attachments: list[str] = []
-    if binary:
-        payload, raw = Packet.deconstruct_binary(payload)
-        attachments = [base64.b64encode(item).decode("ascii") for item in raw]
-    body = dumps(payload)
-    if not body.startswith("{") or body == "{}":
-        raise ValueError("an event payload must be a non-empty JSON object")
-    head = '{"method":"emit","event":' + dumps(event) + ',"data":['
-    tail = (
-        "".join("," + dumps(item) for item in attachments)
-        + '],"binary":'
-        + dumps(binary)
-        + ',"namespace":"/","room":'
-        + dumps(list(rooms))
-        + ',"skip_sid":null,"callback":null,"host_id":'
-        + dumps(host_id)
-        + "}"
-    )
-    return head, body[1:], tail, dumps(attachments) if attachments else ""
-
-
 class TaskEventEmitter:
     """Numbers, logs and publishes a worker's task events; one per worker process.
 
@@ -117,7 +63,7 @@ class TaskEventEmitter:
         log_max_length: int,
         log_ttl: int,
         log_enabled: bool = True,
-        channel: str = SOCKETIO_CHANNEL,
+        channel: str = protocol.SOCKETIO_CHANNEL,
     ) -> None:
         self._redis = redis.Redis.from_url(redis_url)
         self._script = self._redis.register_script(EMIT_SCRIPT)
@@ -129,13 +75,16 @@ class TaskEventEmitter:
     def emit(self, event: str, payload: dict[str, Any], task_id: str, rooms: Sequence[str]) -> int | None:
         """Send ``event`` to ``rooms``; return its ``event_id`` (None if Redis failed)."""
         try:
-            head, body, tail, attachments = encode_event(
-                event, {events.TIMESTAMP: time.time(), **payload}, rooms, self._host_id
+            encoded = protocol.encode_event(
+                event, {protocol.TIMESTAMP: time.time(), **payload}, rooms, self._host_id
             )
             event_id = self._script(
-                keys=[events.event_sequence_key(task_id), events.event_log_key(task_id)],
-                args=[self._channel, head, body, tail, event, attachments, self._log_length, self._ttl],
-            )
+                keys=[protocol.event_sequence_key(task_id), protocol.event_log_key(task_id)],
+                args=[
+                    self._channel, encoded.head, encoded.body, encoded.tail, event,
+                    encoded.attachments, self._log_length, self._ttl,
+                ],
+            )  # fmt: skip
             return int(event_id)
         except Exception:
             logger.exception("could not emit %s of task %s", event, task_id)

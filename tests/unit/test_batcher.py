@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from stirfried.server.batcher import Batcher, Outcomes
+from stirfried.server.publish_batcher import Batcher, Outcomes
 
 
 class Broker:

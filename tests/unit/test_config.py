@@ -8,7 +8,7 @@ import pytest
 
 from stirfried.config import load_config, translate
 from stirfried.server.app import check_serializers
-from stirfried.server.socketio_server import socketio_options
+from stirfried.server.socketio_options import socketio_options
 from stirfried.settings import ConfigError, StirfriedSettings
 
 

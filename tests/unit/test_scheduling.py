@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from multidict import CIMultiDict
 
-from stirfried.server.scheduling import mapped_headers, plan_publish, resolve_room
+from stirfried.server.caller import Authenticator, Callers
+from stirfried.server.scheduling import plan_publish, resolve_room
 from stirfried.server.task_request import parse_task_request
 from stirfried.settings import StirfriedSettings, build_settings
 
@@ -27,7 +28,8 @@ def test_sentinel_room_is_always_honoured():
 
 def test_header_mapping_is_case_insensitive_and_strips_spoofed_values():
     settings = build_settings({"header_task_map": {"mail": {"X-User": "user"}}})
-    headers = mapped_headers(CIMultiDict({"x-user": "alice", "Cookie": "secret"}), settings)
+    callers = Callers(Authenticator("", anonymous=True), (), settings.header_task_map)
+    headers = callers.mapped_headers(CIMultiDict({"x-user": "alice", "Cookie": "secret"}))
     assert headers == {"x-user": "alice"}
 
     request = parse_task_request({"task_name": "mail", "kwargs": {"user": "mallory", "room": "x"}})

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from stirfried.config import translate
-from stirfried.server.app import create_app
-from stirfried.server.app_keys import TOKENS
+from stirfried.server.task_access import subscription_tokens
 
 AUTH_SECRET = "a client-token secret of at least thirty-two bytes"
 
 
 def tokens_of(**settings: object):
     config = translate({"broker_url": "redis://127.0.0.1:1/0", **settings}, environ={})
-    return create_app(config)[TOKENS]
+    return subscription_tokens(config.stirfried.token_secret, config.stirfried.auth_secret)
 
 
 def test_gateways_sharing_the_auth_secret_accept_each_others_subscription_tokens():

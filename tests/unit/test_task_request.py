@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from stirfried.server.task_request import (
-    InvalidRequest,
-    TaskNotAllowed,
-    check_allowed,
-    parse_task_id,
-    parse_task_request,
-)
+from stirfried.server.caller import ANONYMOUS
+from stirfried.server.errors import InvalidRequest, TaskNotAllowed
+from stirfried.server.scheduling import check_allowed
+from stirfried.server.task_request import parse_task_id, parse_task_request
 
 
 def test_full_task_object_parses():
@@ -33,9 +30,9 @@ def test_malformed_task_objects_are_invalid(data):
 
 def test_allowlist_covers_chained_tasks():
     request = parse_task_request({"task_name": "a", "chain": [{"task_name": "b"}]})
-    check_allowed(request, ())
+    check_allowed(request, (), ANONYMOUS)
     with pytest.raises(TaskNotAllowed, match="'b'"):
-        check_allowed(request, ("a",))
+        check_allowed(request, ("a",), ANONYMOUS)
 
 
 @pytest.mark.parametrize("value", [None, "", 5, "x" * 256, "line\nbreak"])

@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-VENDOR = Path(__file__).resolve().parents[2] / "server" / "static" / "vendor" / "socket.io-client"
+VENDOR = (
+    Path(__file__).resolve().parents[2] / "server" / "development" / "static" / "vendor" / "socket.io-client"
+)
 
 
 def test_vendored_files_match_the_recorded_checksums():
-    recorded = dict(reversed(line.split("  ")) for line in (VENDOR / "SHA256SUMS").read_text().splitlines())
+    lines = (VENDOR / "SHA256SUMS").read_text().splitlines()
+    recorded = {name: digest for digest, name in (line.split("  ") for line in lines)}
     assert set(recorded) == {"socket.io.min.js", "socket.io.msgpack.min.js", "LICENSE"}
     for name, digest in recorded.items():
         assert hashlib.sha256((VENDOR / name).read_bytes()).hexdigest() == digest, name

@@ -7,10 +7,10 @@ from celery import Celery
 from stirfried.celery import StirfriedTask, configure_from_file
 
 
-def make_app() -> Celery:
+def make_app() -> Celery[StirfriedTask]:
     app = Celery("unit", task_cls=StirfriedTask, set_as_current=False)
 
-    @app.task(bind=True, name="report")
+    @app.task(bind=True, name="report", shared=False)
     def report(self: StirfriedTask, room: str | None = None) -> str:
         self.emit_progress(1, 2, info="half")
         return "done"

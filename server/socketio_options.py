@@ -1,4 +1,4 @@
-"""Build the ``socketio.AsyncServer`` from the ``socketio_*`` settings."""
+"""Build the ``socketio.AsyncServer`` from the ``socketio_*`` settings (checked; bad keys named)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import engineio
 import socketio
 
 from stirfried.config import SOCKETIO_PREFIX, Config
-from stirfried.server.event_relay import RelayingRedisManager
+from stirfried.server.event_relay import RelayingRedisManager, TaskEventRelay
 from stirfried.server.origins import OriginPolicy
 from stirfried.settings import ConfigError
 
@@ -48,20 +48,23 @@ def socketio_options(config: Config) -> dict[str, Any]:
 
 
 def create_socketio_server(
-    config: Config, on_event: Callable[[str], None] = lambda name: None, origins: OriginPolicy | None = None
+    config: Config, relay: TaskEventRelay, on_event: Callable[[str], None], origins: OriginPolicy
 ) -> socketio.AsyncServer:
     """An aiohttp-mode server; with ``stirfried_redis_url``, events cross processes via Redis.
 
-    ``on_event`` is called with the name of each event relayed from Redis. Unless
-    the ``socketio_*`` options say otherwise, ``origins`` decides which web
-    origins may connect, and messages may be up to twice ``stirfried_max_request_bytes``
-    (handlers refuse those over it with a failed reply; Engine.IO drops a
-    connection that sends more).
+    Messages from Redis pass through ``relay``; ``on_event`` is called with the
+    name of each. Unless the ``socketio_*`` options say otherwise, ``origins``
+    decides which web origins may connect, and messages may be up to twice
+    ``stirfried_max_request_bytes`` (handlers refuse those over it with a failed
+    reply; Engine.IO drops a connection that sends more).
     """
     options = socketio_options(config)
-    if origins is not None:
-        options.setdefault("cors_allowed_origins", origins.for_engineio)
+    options.setdefault("cors_allowed_origins", origins.for_engineio)
     options.setdefault("max_http_buffer_size", 2 * config.stirfried.max_request_bytes)
     redis_url = config.stirfried.redis_url
-    manager = RelayingRedisManager(redis_url, on_event) if redis_url else None
+    manager = (
+        RelayingRedisManager(redis_url, relay, on_event, config.stirfried.broker_timeout)
+        if redis_url
+        else None
+    )
     return socketio.AsyncServer(async_mode="aiohttp", client_manager=manager, **options)

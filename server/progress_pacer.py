@@ -1,4 +1,4 @@
-"""Progress coalescing: at most N ``on_progress`` events per second per task reach clients.
+"""Progress pacing: at most N ``on_progress`` events per second per task reach clients.
 
 A progress event that comes too soon after the last one sent is held; a newer
 one replaces it (latest wins). The held event goes out when its slot comes, or
@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
-from stirfried import events
+from stirfried import protocol
 
 M = TypeVar("M")
 
@@ -31,7 +31,7 @@ class _Pace(Generic[M]):
     timer: asyncio.TimerHandle | None = None
 
 
-class ProgressCoalescer(Generic[M]):
+class ProgressPacer(Generic[M]):
     """Paces the progress events of each task; ``deliver`` sends one message on."""
 
     def __init__(self, per_second: float, deliver: Callable[[M], Awaitable[None]]) -> None:
@@ -47,10 +47,10 @@ class ProgressCoalescer(Generic[M]):
         async with self._lock:
             loop = asyncio.get_running_loop()
             pace = self._paces.get(task_id)
-            if event != events.ON_PROGRESS:
+            if event != protocol.ON_PROGRESS:
                 if pace is not None:
                     await self._send_held(pace)
-                    if event in events.FINAL_EVENTS:
+                    if event in protocol.FINAL_EVENTS:
                         self._forget(task_id)
                 await self._deliver(message)
                 return

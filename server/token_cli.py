@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from stirfried.config import config_path_from_environment, load_config
-from stirfried.server.auth import Authenticator
+from stirfried.server.caller import Authenticator
 from stirfried.settings import ConfigError
 
 

@@ -6,6 +6,7 @@ build, vendored under ``static/vendor`` (see ``tools/vendor-socketio-client.sh``
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from aiohttp import web
@@ -26,10 +27,12 @@ def render_index(config: Config) -> str:
 
 
 def example_page_routes(config: Config) -> list[web.AbstractRouteDef]:
-    """``GET /`` and ``/static/...``; the page is rendered once, here."""
-    index = render_index(config)
+    """``GET /`` and ``/static/...``; the page is rendered on the first request, in a thread."""
+    rendered: list[str] = []
 
     async def show_index(request: web.Request) -> web.Response:
-        return web.Response(text=index, content_type="text/html")
+        if not rendered:
+            rendered.append(await asyncio.to_thread(render_index, config))
+        return web.Response(text=rendered[0], content_type="text/html")
 
     return [web.get("/", show_index), web.static("/static", STATIC_DIRECTORY)]

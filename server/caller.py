@@ -1,4 +1,9 @@
-"""Client tokens: who may schedule which tasks and follow which task ids.
+"""Who is asking: one :class:`Caller` per HTTP request or Socket.IO connection.
+
+A caller is built once, at the edge, from what the client sent: its token (an
+HS256 JWT, see below), its address (the peer's, or behind trusted proxies the
+one they name) and the request headers that ``stirfried_header_task_map``
+turns into task arguments. Everything after the edge trusts it.
 
 A token is an HS256 JSON Web Token signed with ``stirfried_auth_secret``
 (PyJWT; the algorithm is pinned, so ``alg: none`` or an RS/HS confusion is
@@ -22,21 +27,16 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import jwt
+from aiohttp import web
 
-from stirfried.server.task_request import RequestRejected
+from stirfried.server.errors import NotAuthenticated
 
 ALGORITHM = "HS256"
 ANY_TASK = "*"
-
-
-class NotAuthenticated(RequestRejected):
-    """No token, or one that is invalid or expired: HTTP 401."""
-
-    status = 401
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,3 +152,83 @@ def bearer_token(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         raise NotAuthenticated("the Authorization header must be 'Bearer <token>'")
     return token.strip()
+
+
+def client_address(remote: str | None, forwarded_for: str | None, trusted: frozenset[str]) -> str:
+    """The client's address: the peer's, or behind trusted proxies the last untrusted hop
+    of ``X-Forwarded-For`` (earlier hops are the client's to make up)."""
+    address = remote or "unknown"
+    if address in trusted and forwarded_for:
+        for hop in reversed([hop.strip() for hop in forwarded_for.split(",") if hop.strip()]):
+            address = hop
+            if hop not in trusted:
+                break
+    return address
+
+
+@dataclasses.dataclass(frozen=True)
+class Caller:
+    """Who sent a request or holds a connection."""
+
+    principal: Principal
+    address: str
+    """The client's address (for rate and connection limits and logs)."""
+    label: str
+    """How logs name the client: its address over HTTP, its sid over Socket.IO."""
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """The header values ``stirfried_header_task_map`` needs, keyed by lower-case name."""
+
+    @property
+    def rate_key(self) -> str:
+        """Whose budget a request spends: the token's subject, else the address (a new
+        connection or request must not mean a new bucket)."""
+        return self.principal.subject or f"address:{self.address}"
+
+
+class Callers:
+    """Builds the :class:`Caller` of a request or connection."""
+
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        trusted_proxies: Iterable[str],
+        header_task_map: Mapping[str, Mapping[str, str]],
+    ) -> None:
+        self._authenticator = authenticator
+        self._trusted = frozenset(trusted_proxies)
+        self._mapped = frozenset(header.lower() for mapping in header_task_map.values() for header in mapping)
+
+    @property
+    def authenticator(self) -> Authenticator:
+        return self._authenticator
+
+    def of_request(self, request: web.Request, token: str | None = None) -> Caller:
+        """The caller of an HTTP request; the token comes from ``Authorization: Bearer``
+        unless given. Raises NotAuthenticated (401)."""
+        if token is None:
+            token = bearer_token(request.headers.get("Authorization"))
+        address = self.address_of(request)
+        principal = self._authenticator.authenticate(token)
+        return Caller(principal, address, address, self.mapped_headers(request.headers))
+
+    def of_connection(self, sid: str, request: web.Request | None, auth: Any) -> Caller:
+        """The caller of a Socket.IO connection: the token of the ``auth`` payload (or the
+        handshake's Authorization header). Raises NotAuthenticated."""
+        headers: Mapping[str, str] = request.headers if request is not None else {}
+        token = auth.get("token") if isinstance(auth, Mapping) else None
+        if token is None:
+            token = bearer_token(headers.get("Authorization"))
+        address = self.address_of(request) if request is not None else "unknown"
+        return Caller(self._authenticator.authenticate(token), address, sid, self.mapped_headers(headers))
+
+    def address_of(self, request: web.Request) -> str:
+        """The client address of an aiohttp request (see :func:`client_address`)."""
+        return client_address(request.remote, request.headers.get("X-Forwarded-For"), self._trusted)
+
+    def mapped_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """The header values any task's header map needs, keyed by lower-case name: a plain
+        dict (aiohttp's are case-insensitive multidicts), small enough for a session."""
+        if not self._mapped:
+            return {}
+        lowered = {name.lower(): value for name, value in headers.items()}
+        return {name: lowered[name] for name in self._mapped if name in lowered}

@@ -1,0 +1,27 @@
+"""How the gateway opens its Redis clients (event logs and tags, readiness, pub/sub).
+
+Every client gets socket timeouts (a Redis that hangs must not hold a request
+forever) and the driver metadata computed once: left to itself, redis-py reads
+its package metadata from disk for every new connection, on the event loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+import redis.asyncio
+from redis.driver_info import DriverInfo
+
+# redis.__version__ is read once, when redis is imported.
+DRIVER_INFO = DriverInfo(lib_version=redis.__version__)
+
+
+def client_options(timeout: float) -> dict[str, Any]:
+    """Keyword arguments for ``redis.asyncio.Redis.from_url`` (and python-socketio's ``redis_options``)."""
+    return {"socket_connect_timeout": timeout, "socket_timeout": timeout, "driver_info": DRIVER_INFO}
+
+
+def open_client(url: str, timeout: float) -> redis.asyncio.Redis:
+    """A client for ``url``; it connects on first use."""
+    return redis.asyncio.Redis.from_url(url, **client_options(timeout))

@@ -1,0 +1,253 @@
+"""The wire protocol between workers, gateways and clients, defined once.
+
+Both sides import this module: the worker library to publish events, the
+gateway to relay, log-read and answer them, the Python client to read them.
+It holds
+
+- the event names and their payloads (Stirfried 0.7.0's event table plus
+  ``event_id``, 1, 2, 3, ... per task in emission order, and ``timestamp``,
+  seconds since the epoch from the worker);
+- the names of rooms and Redis keys (all under :data:`RESERVED_PREFIX`);
+- the encoding of what crosses Redis: python-socketio's pub/sub ``emit``
+  message around a JSON payload, bytes as its base64 attachments, and the
+  entries of a task's event log.
+
+``tests/unit/test_protocol_contract.py`` pins the parts that must match
+python-socketio's own wire format.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from socketio.packet import Packet
+
+ON_PROGRESS = "on_progress"
+ON_RETRY = "on_retry"
+ON_FAILURE = "on_failure"
+ON_SUCCESS = "on_success"
+ON_RETURN = "on_return"
+# Celery's own lifecycle, emitted only with ``stirfried_celery_events``.
+ON_RECEIVED = "on_received"
+ON_STARTED = "on_started"
+ON_REVOKED = "on_revoked"
+ALL_EVENTS = (
+    ON_PROGRESS,
+    ON_RETRY,
+    ON_FAILURE,
+    ON_SUCCESS,
+    ON_RETURN,
+    ON_RECEIVED,
+    ON_STARTED,
+    ON_REVOKED,
+)
+TERMINAL_EVENTS = (ON_SUCCESS, ON_FAILURE)
+# The last event a task ever emits: ``on_return`` follows on_success/on_failure;
+# a task revoked before it ran (or terminated) ends with ``on_revoked``.
+FINAL_EVENTS = frozenset({ON_RETURN, ON_REVOKED})
+
+EVENT_ID = "event_id"
+TIMESTAMP = "timestamp"
+
+# The keyword argument in which the gateway tells a task where its events go.
+ROOM_KWARG = "room"
+
+# python-socketio's pub/sub channel, shared by every gateway's AsyncRedisManager.
+SOCKETIO_CHANNEL = "socketio"
+SOCKETIO_NAMESPACE = "/"
+
+# Rooms (and Redis keys) under this prefix belong to Stirfried: clients may not
+# pick them as custom rooms, so nobody can inject events into a task's stream.
+RESERVED_PREFIX = "stirfried:"
+
+
+# -- rooms and Redis keys ----------------------------------------------------------------
+
+
+def task_room(task_id: str) -> str:
+    """The Socket.IO room every event of ``task_id`` is sent to (its subscribers)."""
+    return f"{RESERVED_PREFIX}task:{task_id}"
+
+
+def task_id_of_room(room: str) -> str | None:
+    """The task id of a :func:`task_room` name, else None."""
+    prefix = f"{RESERVED_PREFIX}task:"
+    return room[len(prefix) :] if room.startswith(prefix) else None
+
+
+# A task's keys share the hash tag ``{task_id}``: one Redis Cluster slot per task.
+
+
+def event_log_key(task_id: str) -> str:
+    """The Redis stream holding a task's events."""
+    return f"{RESERVED_PREFIX}{{{task_id}}}:events"
+
+
+def event_sequence_key(task_id: str) -> str:
+    """The Redis counter that numbers a task's events."""
+    return f"{RESERVED_PREFIX}{{{task_id}}}:seq"
+
+
+def tags_key(task_id: str) -> str:
+    """The Redis set of a task's tags (``subject:<sub>`` and a token's ``tags``)."""
+    return f"{RESERVED_PREFIX}{{{task_id}}}:tags"
+
+
+# -- payloads --------------------------------------------------------------------------
+
+
+def progress(task_id: str, task_name: str | None, current: Any, total: Any, info: Any) -> dict[str, Any]:
+    """Payload of ``on_progress``."""
+    return {
+        "current": current,
+        "total": total,
+        "info": info,
+        "task_id": task_id,
+        "task_name": task_name,
+    }
+
+
+def problem(task_id: str, task_name: str | None, einfo: str | None) -> dict[str, Any]:
+    """Payload of ``on_retry`` and ``on_failure``; ``einfo`` only when error info is on."""
+    payload: dict[str, Any] = {"task_id": task_id, "task_name": task_name}
+    if einfo is not None:
+        payload["einfo"] = einfo
+    return payload
+
+
+def success(task_id: str, task_name: str | None, retval: Any) -> dict[str, Any]:
+    """Payload of ``on_success``."""
+    return {"retval": retval, "task_id": task_id, "task_name": task_name}
+
+
+def returned(task_id: str, task_name: str | None, status: str, retval: Any) -> dict[str, Any]:
+    """Payload of ``on_return``."""
+    return {"status": status, "retval": retval, "task_id": task_id, "task_name": task_name}
+
+
+def lifecycle(task_id: str, task_name: str | None, **details: Any) -> dict[str, Any]:
+    """Payload of ``on_received``, ``on_started`` and ``on_revoked``."""
+    return {"task_id": task_id, "task_name": task_name, **details}
+
+
+def describe_error(error: Any) -> str | None:
+    """An error as clients see it: ``"ValueError: boom"``; ``None`` for no error."""
+    if error is None:
+        return None
+    if isinstance(error, BaseException):
+        return f"{type(error).__name__}: {error}"
+    return str(error)
+
+
+# -- encoding --------------------------------------------------------------------------
+
+
+def json_fallback(value: Any) -> Any:
+    """What ``json`` cannot encode, so a task's odd return value still arrives: bytes as
+    base64 (Socket.IO clients get real binary through attachments instead), sets and
+    tuples as lists, dates as ISO 8601, anything else as its repr."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    return repr(value)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON that never fails on a task's odd return value."""
+    return json.dumps(value, default=json_fallback, separators=(",", ":"))
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedEvent:
+    """A python-socketio ``emit`` message, split around its payload's first ``{``.
+
+    The worker's Redis script publishes ``head + '{"event_id":N,' + body + tail``,
+    so the ``event_id`` it draws lands first in the payload without Lua having to
+    re-encode JSON (its cjson turns ``[]`` into ``{}``).
+    """
+
+    head: str
+    body: str
+    tail: str
+    attachments: str
+    """The base64 attachments as a JSON list (the log keeps them), or ``""``."""
+
+
+def encode_event(event: str, payload: Mapping[str, Any], rooms: Sequence[str], host_id: str) -> EncodedEvent:
+    """Encode ``event`` for python-socketio's pub/sub channel, as its own managers would."""
+    data: Any = dict(payload)
+    binary = Packet.data_is_binary(data)
+    attachments: list[str] = []
+    if binary:
+        data, raw = Packet.deconstruct_binary(data)
+        attachments = [base64.b64encode(item).decode("ascii") for item in raw]
+    body = dumps(data)
+    if not body.startswith("{") or body == "{}":
+        raise ValueError("an event payload must be a non-empty JSON object")
+    # python-socketio deconstructs the whole argument list: a binary message's
+    # ``data`` is ``[[payload], attachment, ...]``, a JSON one's ``[payload]``.
+    head = '{"method":"emit","event":' + dumps(event) + (',"data":[[' if binary else ',"data":[')
+    tail = (
+        ("]" if binary else "")
+        + "".join("," + dumps(item) for item in attachments)
+        + '],"binary":'
+        + dumps(binary)
+        + ',"namespace":'
+        + dumps(SOCKETIO_NAMESPACE)
+        + ',"room":'
+        + dumps(list(rooms))
+        + ',"skip_sid":null,"callback":null,"host_id":'
+        + dumps(host_id)
+        + "}"
+    )
+    return EncodedEvent(head, body[1:], tail, dumps(attachments) if attachments else "")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskEvent:
+    """One event of a task, live or replayed."""
+
+    event_id: int
+    name: str
+    payload: dict[str, Any]
+
+
+def decode_log_entry(fields: Mapping[bytes, bytes]) -> TaskEvent:
+    """One entry of a task's event log (``event``, ``data`` and, for bytes, ``attachments``)."""
+    payload = json.loads(fields[b"data"])
+    if b"attachments" in fields:
+        attachments = [base64.b64decode(item) for item in json.loads(fields[b"attachments"])]
+        payload = Packet.reconstruct_binary(payload, attachments)
+    return TaskEvent(int(payload[EVENT_ID]), fields[b"event"].decode(), payload)
+
+
+def decode_task_message(message: Mapping[str, Any]) -> tuple[str, TaskEvent] | None:
+    """The task id and event of a worker's pub/sub ``emit`` message; None for any other message."""
+    rooms = message.get("room")
+    if not isinstance(rooms, list):
+        return None
+    task_id = next(
+        (found for room in rooms if isinstance(room, str) and (found := task_id_of_room(room))), None
+    )
+    data = message.get("data")
+    if task_id is None or not isinstance(data, list) or not data:
+        return None
+    payload = data[0]
+    if message.get("binary"):
+        payload = Packet.reconstruct_binary(payload, [base64.b64decode(item) for item in data[1:]])
+    if isinstance(payload, list) and len(payload) == 1:
+        payload = payload[0]  # python-socketio's binary form (see encode_event)
+    if not isinstance(payload, dict):
+        return None
+    event_id = payload.get(EVENT_ID)
+    if not isinstance(event_id, int) or isinstance(event_id, bool):
+        return None
+    return task_id, TaskEvent(event_id, str(message.get("event")), payload)
