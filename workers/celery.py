@@ -148,14 +148,7 @@ class StirfriedTask(celery.Task):  # type: ignore[misc]
     def _emit(
         self, event: str, payload: dict[str, Any], task_id: Any, kwargs: Mapping[str, Any] | None
     ) -> None:
-        runtime = self._runtime()
-        if runtime is None or runtime.emitter is None or not isinstance(task_id, str):
-            return
-        rooms = [events.task_room(task_id)]
-        room = kwargs.get(ROOM_KWARG) if isinstance(kwargs, Mapping) else None
-        if isinstance(room, str) and room and room != runtime.settings.sentinel_room:
-            rooms.insert(0, room)
-        runtime.emitter.emit(event, payload, task_id, rooms)
+        _emit_with(self._runtime(), event, payload, task_id, kwargs)
 
     def _runtime(self) -> _WorkerRuntime | None:
         try:
@@ -179,6 +172,22 @@ class StirfriedTask(celery.Task):  # type: ignore[misc]
         if isinstance(exc, BaseException):
             return f"{type(exc).__name__}: {exc}"
         return str(exc)
+
+
+def _emit_with(
+    runtime: _WorkerRuntime | None,
+    event: str,
+    payload: dict[str, Any],
+    task_id: Any,
+    kwargs: Mapping[str, Any] | None,
+) -> None:
+    if runtime is None or runtime.emitter is None or not isinstance(task_id, str):
+        return
+    rooms = [events.task_room(task_id)]
+    room = kwargs.get(ROOM_KWARG) if isinstance(kwargs, Mapping) else None
+    if isinstance(room, str) and room and room != runtime.settings.sentinel_room:
+        rooms.insert(0, room)
+    runtime.emitter.emit(event, payload, task_id, rooms)
 
 
 # Celery's lifecycle, relayed when ``stirfried_celery_events`` is on. Signals
@@ -230,3 +239,37 @@ def _on_task_revoked(
             terminated=bool(terminated),
             expired=bool(expired),
         )
+
+
+@signals.task_unknown.connect
+def _on_task_unknown(
+    sender: Any = None, name: Any = None, id: Any = None, message: Any = None, **_: Any
+) -> None:
+    """A worker got a task name it does not run: Celery drops the message and stores a
+    NotRegistered failure; tell the task's clients now, instead of letting them wait
+    for a result that never comes. Always named, whatever ``stirfried_error_info``
+    says: it reveals only the name the client sent."""
+    app = getattr(sender, "app", None)
+    if app is None or not isinstance(id, str):
+        return
+    try:
+        runtime = _runtime_for(app)
+    except ConfigError:
+        logger.exception("Stirfried settings in the Celery configuration are invalid")
+        return
+    task_name = name if isinstance(name, str) else "?"
+    kwargs = _message_kwargs(message)
+    error = f"NotRegistered: {task_name!r} (no task of that name on worker {getattr(sender, 'hostname', '?')})"
+    _emit_with(runtime, events.ON_FAILURE, events.problem(id, task_name, None), id, kwargs)
+    _emit_with(runtime, events.ON_RETURN, events.returned(id, task_name, states.FAILURE, error), id, kwargs)
+
+
+def _message_kwargs(message: Any) -> Mapping[str, Any] | None:
+    """The keyword arguments of a task message (protocol 2: ``[args, kwargs, embed]``)."""
+    try:
+        body = message.decode()
+    except Exception:
+        return None
+    if isinstance(body, (list, tuple)) and len(body) >= 2 and isinstance(body[1], Mapping):
+        return body[1]
+    return None
