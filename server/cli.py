@@ -93,8 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 config = route_example_tasks(config)
             app = create_app(config)
             if arguments.example_worker:
-                own_queue_only = bool(arguments.worker)
-                stack.enter_context(example_worker(config, arguments.config, own_queue_only=own_queue_only))
+                stack.enter_context(example_worker(config, arguments.config))
             for module in arguments.worker:
                 stack.enter_context(celery_worker(config, arguments.config, module, None, module))
             # Runs first on the way out: a second Ctrl-C (or a SIGHUP) must not cut

@@ -88,7 +88,7 @@ def _own_process_group() -> Iterator[None]:
     ``subprocess.Popen`` call gets ``process_group=0`` while the server starts.
     """
     original = subprocess.Popen
-    subprocess.Popen = functools.partial(original, process_group=0)  # type: ignore[misc]
+    subprocess.Popen = functools.partial(original, process_group=0)  # type: ignore[misc,assignment]
     try:
         yield
     finally:

@@ -20,7 +20,6 @@ STOP_TIMEOUT = 15.0
 # default queue, "celery"); the gateway routes them there.
 EXAMPLE_QUEUE = "stirfried-examples"
 EXAMPLE_TASKS = ("add", "count_to", "fail", "flaky", "sleep")
-DEFAULT_QUEUE = "celery"
 
 
 def worker_environment(config: Config, config_path: str) -> dict[str, str]:
@@ -77,12 +76,11 @@ def celery_worker(
 
 
 def example_worker(
-    config: Config, config_path: str, *, own_queue_only: bool = False
+    config: Config, config_path: str
 ) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
-    """The example worker; it also takes Celery's default queue (and reports task names no
-    worker knows, so clients fail fast) unless the user's own worker runs (``own_queue_only``)."""
-    queues = [EXAMPLE_QUEUE] if own_queue_only else [EXAMPLE_QUEUE, DEFAULT_QUEUE]
-    return celery_worker(config, config_path, "stirfried.examples", queues, "stirfried-examples")
+    """The example worker. It takes only EXAMPLE_QUEUE: a user's worker, started with
+    ``--worker`` or on its own, gets every other task (Celery's default queue)."""
+    return celery_worker(config, config_path, "stirfried.examples", [EXAMPLE_QUEUE], "stirfried-examples")
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

@@ -153,7 +153,9 @@ async def test_a_task_name_no_worker_runs_fails_at_once_naming_not_registered(cl
 
     assert asyncio.get_running_loop().time() - started < 10  # not the timeout
     assert caught.value.task_name == "tasks.no_such_task"
-    assert caught.value.error is not None and caught.value.error.startswith("NotRegistered: 'tasks.no_such_task'")
+    assert caught.value.error is not None and caught.value.error.startswith(
+        "NotRegistered: 'tasks.no_such_task'"
+    )
     assert "NotRegistered" in str(caught.value)
 
 

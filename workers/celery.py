@@ -259,7 +259,8 @@ def _on_task_unknown(
         return
     task_name = name if isinstance(name, str) else "?"
     kwargs = _message_kwargs(message)
-    error = f"NotRegistered: {task_name!r} (no task of that name on worker {getattr(sender, 'hostname', '?')})"
+    worker = getattr(sender, "hostname", "?")
+    error = f"NotRegistered: {task_name!r} (no task of that name on worker {worker})"
     _emit_with(runtime, events.ON_FAILURE, events.problem(id, task_name, None), id, kwargs)
     _emit_with(runtime, events.ON_RETURN, events.returned(id, task_name, states.FAILURE, error), id, kwargs)
 
