@@ -52,3 +52,9 @@ def test_every_install_line_installs_this_version():
 def test_ci_runs_the_readme_test_command():
     ci = (Path(__file__).resolve().parents[2] / ".ci" / "run").read_text(encoding="utf-8")
     assert "\nsh tools/run-tests.sh\n" in ci
+
+
+def test_ci_proves_the_first_command_before_the_tests():
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "\npython3 tools/prove-first-command.py\n" in ci
+    assert ci.index("prove-first-command") < ci.index("\nsh tools/run-tests.sh\n")
