@@ -25,6 +25,7 @@ EXAMPLE_TASKS = ("add", "count_to", "fail", "flaky", "sleep")
 def worker_environment(config: Config, config_path: str) -> dict[str, str]:
     """The environment that points a worker at the same file and the same services."""
     environment = dict(os.environ)
+    environment["STIRFRIED_EXAMPLE_QUEUE"] = EXAMPLE_QUEUE
     environment[CONFIG_PATH_VARIABLE] = os.path.abspath(config_path)
     # The embedded server's URL exists only at run time: hand it over through
     # the same variables an operator uses to keep secrets out of the file.

@@ -1,22 +1,21 @@
 """Example tasks, run by ``stirfried-server --example-worker``.
 
-They have a Celery queue of their own, ``stirfried-examples``: the gateway started
-with ``--example-worker`` routes them there, and this app routes the tasks it
-publishes itself (a chain's next task) there too, so the example worker and the
-user's own worker (Celery's default queue) never take each other's tasks.
+Started by the gateway, they have a Celery queue of their own (the gateway routes
+them there and names it in ``STIRFRIED_EXAMPLE_QUEUE``; this app then routes the
+tasks it publishes itself, a chain's next task, there too), so the example worker
+and the user's own worker (Celery's default queue) never take each other's tasks.
 Each task takes ``room=None``: the gateway uses it to route the task's events.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 from celery import Celery
 
 from stirfried.celery import StirfriedTask, configure_from_file
-
-QUEUE = "stirfried-examples"
 
 app = Celery("stirfried-examples", task_cls=StirfriedTask)
 configure_from_file(app)
@@ -58,4 +57,7 @@ def sleep(seconds: float = 5.0, room: str | None = None) -> Any:
     return seconds
 
 
-app.conf.task_routes = [{name: {"queue": QUEUE} for name in ("add", "count_to", "fail", "flaky", "sleep")}]
+EXAMPLE_TASKS = ("add", "count_to", "fail", "flaky", "sleep")
+_queue = os.environ.get("STIRFRIED_EXAMPLE_QUEUE")
+if _queue:
+    app.conf.task_routes = [{name: {"queue": _queue} for name in EXAMPLE_TASKS}]
