@@ -244,13 +244,14 @@ def _check_type(key: str, value: Any, expected: Any, source: str) -> Any:
     raise TypeError(f"no validator for {expected!r}")  # a programming error, not a config one
 
 
-def reference_table() -> str:
+def reference_table(defaults: StirfriedSettings | None = None) -> str:
     """The README's table of ``stirfried_*`` settings, generated from the fields above.
 
-    A test checks that the README contains exactly this text.
+    A test checks that the README contains exactly this text. ``defaults``: the values
+    shown (the settings' defaults unless given).
     """
     hints = typing.get_type_hints(StirfriedSettings)
-    defaults = StirfriedSettings()
+    defaults = defaults or StirfriedSettings()
     type_names = {bool: "bool", int: "int", float: "float", str: "str", tuple[str, ...]: "list of str"}
     rows = ["| Key | Type | Default | Description |", "| --- | --- | --- | --- |"]
     for name, field in SETTING_FIELDS.items():
@@ -260,7 +261,7 @@ def reference_table() -> str:
         elif isinstance(value, str):
             shown = f'"{value}"'
         elif isinstance(value, tuple):
-            shown = "[]"
+            shown = "[" + ", ".join(value) + "]"  # the real default, never a placeholder
         elif isinstance(value, Mapping):
             shown = "{}"
         else:

@@ -58,3 +58,24 @@ def test_ci_proves_the_first_command_before_the_tests():
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert "\npython3 tools/prove-first-command.py\n" in ci
     assert ci.index("prove-first-command") < ci.index("\nsh tools/run-tests.sh\n")
+
+
+def test_the_config_table_shows_list_defaults_as_they_are():
+    from stirfried.settings import StirfriedSettings, reference_table
+
+    table = reference_table(StirfriedSettings(trusted_proxies=("127.0.0.1", "::1")))
+
+    assert "| `stirfried_trusted_proxies` | list of str | `[127.0.0.1, ::1]` |" in table
+
+
+def test_no_proxy_is_trusted_by_default_and_the_docs_say_so():
+    from stirfried.settings import StirfriedSettings
+
+    assert StirfriedSettings().trusted_proxies == ()
+    assert "| `stirfried_trusted_proxies` | list of str | `[]` |" in README
+    limits_row = next(
+        line for line in README.splitlines() if line.startswith("| `stirfried_trusted_proxies` | none")
+    )
+    assert "ignored" in limits_row
+    deploy = (ROOT / "deploy" / "README.md").read_text(encoding="utf-8")
+    assert "no proxy is trusted by default" in deploy
