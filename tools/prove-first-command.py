@@ -170,9 +170,13 @@ def wait_for_success(
     """Run ``script`` until its output holds ``expected``; the command must keep running."""
     deadline = time.monotonic() + timeout
     output = ""
+    serving = False
     while time.monotonic() < deadline:
         command.check_running()
         if "Stirfried gateway on" in command.output():
+            if not serving:
+                serving = True
+                say(f"the gateway serves, {time.monotonic() - command.started:.1f} s after the command")
             output = run_example(script, cwd, environment)
             if expected in output:
                 return output
