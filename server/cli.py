@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -13,10 +15,11 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+import stirfried
 from stirfried.config import SOCKETIO_PREFIX, Config, config_path_from_environment, load_config
 from stirfried.server.app import create_app
 from stirfried.server.development.embedded_valkey import embedded_redis
-from stirfried.server.development.example_worker import example_worker
+from stirfried.server.development.example_worker import celery_worker, example_worker, route_example_tasks
 from stirfried.server.logs import configure_logging, mask_secrets
 from stirfried.server.systemd import notify
 from stirfried.settings import ConfigError
@@ -26,6 +29,12 @@ DEFAULT_PORT = 8000
 # How long a stopping gateway waits for open requests before closing them.
 SHUTDOWN_TIMEOUT = 10.0
 SECRET_KEY_PARTS = ("password", "secret", "token")
+# SIGHUP is a closed terminal: stop as for SIGTERM, leaving no worker or Valkey behind.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class PortInUse(Exception):
+    """The gateway's port is taken."""
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -40,10 +49,19 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on ({DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port ({DEFAULT_PORT})")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {stirfried.__version__}")
     parser.add_argument(
         "--example-worker",
         action="store_true",
         help="also run a Celery worker with the example tasks (development)",
+    )
+    parser.add_argument(
+        "--worker",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="also run `celery -A MODULE worker` (e.g. your tasks.py: --worker tasks) with this "
+        "gateway's configuration and services, from the current directory; repeatable (development)",
     )
     parser.add_argument(
         "--check-config",
@@ -65,17 +83,68 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(effective_settings(config), end="")
             return 0
         configure_logging(config.stirfried.log_level, config.stirfried.log_json)
+        check_port_free(arguments.host, arguments.port)
+        # Until serve() takes over, SIGTERM and SIGHUP unwind like Ctrl-C, so that
+        # what has been started (Valkey, workers) is stopped.
+        _handle_stop_signals(_interrupt)
         with contextlib.ExitStack() as stack:
             config = stack.enter_context(embedded_redis(config))
+            if arguments.example_worker:
+                config = route_example_tasks(config)
             app = create_app(config)
             if arguments.example_worker:
                 stack.enter_context(example_worker(config, arguments.config))
+            for module in arguments.worker:
+                stack.enter_context(celery_worker(config, arguments.config, module, None, module))
+            # Runs first on the way out: a second Ctrl-C (or a SIGHUP) must not cut
+            # short stopping the workers, then Valkey.
+            stack.callback(_handle_stop_signals, _stopping)
             with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
                 runner.run(serve(app, arguments.host, arguments.port))
     except ConfigError as error:
         print(f"stirfried-server: configuration error: {error}", file=sys.stderr)
         return 2
+    except PortInUse as error:
+        print(f"stirfried-server: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
     return 0
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise PortInUse (one line naming the port and --port) before anything starts."""
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except OSError:
+        return  # the server reports an unusable host itself
+    with socket.socket(family, kind) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise _port_in_use(host, port) from None
+            raise
+
+
+def _port_in_use(host: str, port: int) -> PortInUse:
+    return PortInUse(
+        f"port {port} on {host} is already in use (another gateway?); choose another with --port"
+    )
+
+
+def _interrupt(signal_number: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stopping(signal_number: int, frame: object) -> None:
+    """While the workers and Valkey stop: ignore further stop signals."""
+
+
+def _handle_stop_signals(handler: Callable[[int, Any], None]) -> None:
+    for signal_number in STOP_SIGNALS:
+        signal.signal(signal_number, handler)
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -91,7 +160,7 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 async def serve(app: web.Application, host: str, port: int) -> None:
-    """Serve until SIGTERM or SIGINT, then shut down gracefully.
+    """Serve until SIGTERM, SIGINT or SIGHUP, then shut down gracefully.
 
     systemd hears READY=1 once the port listens and STOPPING=1 when shutdown
     starts. Shutdown stops accepting, disconnects Socket.IO clients (they
@@ -101,12 +170,17 @@ async def serve(app: web.Application, host: str, port: int) -> None:
     # Handlers first: a SIGTERM that comes right after READY=1 must be a graceful stop.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signal_number in (signal.SIGTERM, signal.SIGINT):
+    for signal_number in STOP_SIGNALS:
         loop.add_signal_handler(signal_number, stop.set)
     runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise _port_in_use(host, port) from None
+            raise
         print(f"Stirfried gateway on http://{host}:{port} (Ctrl-C stops it)", flush=True)
         notify("READY=1")
         await stop.wait()

@@ -17,6 +17,8 @@ from stirfried.settings import ConfigError
 # Set by the gateway itself: the web framework, and the Redis manager that
 # shares events between gateway processes and workers.
 GATEWAY_OWNED_OPTIONS = frozenset({"async_mode", "client_manager"})
+# Decided by stirfried_cors_origins, for HTTP and Socket.IO alike.
+ORIGIN_OPTIONS = frozenset({"cors_allowed_origins"})
 
 
 def _accepted_options() -> frozenset[str]:
@@ -40,6 +42,11 @@ def socketio_options(config: Config) -> dict[str, Any]:
     for key in config.socketio:
         if key in GATEWAY_OWNED_OPTIONS:
             raise ConfigError(f"{where}'{SOCKETIO_PREFIX}{key}' is set by Stirfried itself")
+        if key in ORIGIN_OPTIONS:
+            raise ConfigError(
+                f"{where}'{SOCKETIO_PREFIX}{key}': list the origins in 'stirfried_cors_origins', "
+                "which decides for HTTP and Socket.IO alike"
+            )
         if key not in accepted:
             raise ConfigError(f"{where}unknown setting '{SOCKETIO_PREFIX}{key}'")
     if config.socketio.get("serializer", "default") not in ("default", "msgpack"):
@@ -59,7 +66,7 @@ def create_socketio_server(
     reply; Engine.IO drops a connection that sends more).
     """
     options = socketio_options(config)
-    options.setdefault("cors_allowed_origins", origins.for_engineio)
+    options["cors_allowed_origins"] = origins.for_engineio
     options.setdefault("max_http_buffer_size", 2 * config.stirfried.max_request_bytes)
     redis_url = config.stirfried.redis_url
     manager = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -24,6 +25,16 @@ def test_token_bucket_allows_the_burst_then_the_rate():
     limiter.take("a", now=100.5)  # one token back after 1/rate seconds
     with pytest.raises(RateLimited):
         limiter.take("a", now=100.5)
+
+
+async def test_no_proxy_is_trusted_by_default(start_gateway, http):
+    gateway = await start_gateway(stirfried_rate_limit=1, stirfried_rate_burst=1)
+    task = {"task_name": "add", "args": [1, 1]}
+
+    assert (await post_task(http, gateway, task))[0] == 201
+    # A forged X-Forwarded-For from a loopback peer does not buy a fresh bucket.
+    status, _ = await post_task(http, gateway, task, headers={"X-Forwarded-For": "198.51.100.9"})
+    assert status == 429
 
 
 def test_the_client_address_behind_trusted_proxies():
@@ -62,7 +73,9 @@ async def test_oversized_and_over_nested_requests_are_refused_and_the_gateway_ke
 
 
 async def test_tasks_per_client_per_second_are_limited(start_gateway, http, connect):
-    gateway = await start_gateway(stirfried_rate_limit=1, stirfried_rate_burst=3)
+    gateway = await start_gateway(
+        stirfried_rate_limit=1, stirfried_rate_burst=3, stirfried_trusted_proxies=["127.0.0.1", "::1"]
+    )
     task = {"task_name": "add", "args": [1, 1]}
 
     statuses = [(await post_task(http, gateway, task))[0] for _ in range(4)]
@@ -124,3 +137,79 @@ async def test_socketio_handshakes_from_other_origins_are_refused(gateway):
             assert response.status == 400 and "not an accepted origin" in await response.text()
         async with session.get(url, headers={"Origin": own}) as response:
             assert response.status == 200
+
+
+async def test_the_production_example_config_lets_its_origin_fetch_and_connect(
+    workers, base_config, aiohttp_server
+):
+    """config/production.example.yaml as shipped (services and secrets from the environment,
+    as deploy/README.md does it): a page of its origin can POST /task and use Socket.IO."""
+    import time
+    from pathlib import Path
+
+    import jwt
+
+    from stirfried.config import load_config
+    from stirfried.server.app import create_app
+    from tests.conftest import QUIET_QUEUE
+
+    secret = "s" * 40
+    config = await asyncio.to_thread(
+        load_config,
+        Path(__file__).resolve().parent.parent / "config" / "production.example.yaml",
+        environ={
+            "STIRFRIED_BROKER_URL": base_config["broker_url"],
+            "STIRFRIED_RESULT_BACKEND": base_config["result_backend"],
+            "STIRFRIED_REDIS_URL": base_config["stirfried_redis_url"],
+            "STIRFRIED_AUTH_SECRET": secret,
+        },
+    )
+    config = config.with_celery(task_default_queue=QUIET_QUEUE, accept_content=["json", "msgpack"])
+    assert config.stirfried.cors_origins == ("https://app.example.com",)
+    gateway = await aiohttp_server(await asyncio.to_thread(create_app, config))
+    token = jwt.encode({"sub": "page", "exp": int(time.time()) + 60, "tasks": ["*"]}, secret, "HS256")
+    origin = {"Origin": "https://app.example.com"}
+
+    async with aiohttp.ClientSession() as http:
+        preflight = {
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        }
+        async with http.options(url_of(gateway, "/task"), headers={**origin, **preflight}) as response:
+            assert response.status == 204
+            assert response.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+            assert "Authorization" in response.headers["Access-Control-Allow-Headers"]
+            assert "POST" in response.headers["Access-Control-Allow-Methods"]
+        async with http.post(
+            url_of(gateway, "/task"),
+            json={"task_name": "add", "args": [2, 3]},
+            headers={**origin, "Authorization": f"Bearer {token}"},
+        ) as response:
+            assert response.status == 201, await response.text()
+            assert response.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+
+    page = socketio.AsyncClient()
+    await page.connect(str(gateway.make_url("/")), headers=origin, auth={"token": token}, wait_timeout=10)
+    try:
+        reply = await page.call("send_task", {"task_name": "add", "args": [1, 1]}, timeout=10)
+        assert reply["status"] == "success"
+    finally:
+        await page.disconnect()
+    stranger = socketio.AsyncClient()
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await stranger.connect(
+            str(gateway.make_url("/")),
+            headers={"Origin": "https://evil.example"},
+            auth={"token": token},
+            transports=["polling"],
+            wait_timeout=10,
+        )
+
+
+def test_socketio_cors_option_is_refused_in_favour_of_the_one_setting():
+    from stirfried.config import translate
+    from stirfried.server.socketio_options import socketio_options
+    from stirfried.settings import ConfigError
+
+    with pytest.raises(ConfigError, match="stirfried_cors_origins"):
+        socketio_options(translate({"socketio_cors_allowed_origins": ["https://x"]}, environ={}))

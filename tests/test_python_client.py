@@ -143,3 +143,29 @@ async def test_follow_waits_for_a_task_scheduled_over_http(gateway, client, http
     assert seen == [1, 2, 3]
     with pytest.raises(RequestFailed, match="token"):
         await client.follow(body["data"], "not-the-token")
+
+
+async def test_a_task_name_no_worker_runs_fails_at_once_naming_not_registered(client):
+    started = asyncio.get_running_loop().time()
+
+    with pytest.raises(TaskFailed) as caught:
+        await client.run("tasks.no_such_task", timeout=14)
+
+    assert asyncio.get_running_loop().time() - started < 10  # not the timeout
+    assert caught.value.task_name == "tasks.no_such_task"
+    assert caught.value.error is not None and caught.value.error.startswith(
+        "NotRegistered: 'tasks.no_such_task'"
+    )
+    assert "NotRegistered" in str(caught.value)
+
+
+async def test_follow_names_the_task_of_an_unknown_name(gateway, client, http):
+    from tests.helpers import post_task
+
+    status, body = await post_task(http, gateway, {"task_name": "tasks.missing"})
+    assert status == 201
+
+    with pytest.raises(TaskFailed, match=r"task tasks\.missing \(") as caught:
+        await client.follow(body["data"], body["token"], timeout=14)
+
+    assert caught.value.task_name == "tasks.missing"

@@ -25,13 +25,17 @@ def examples(kind: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def run_command_stack() -> Iterator[str]:
-    """``stirfried-server --config config/development.yaml --example-worker`` on a free port."""
+def run_command_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``stirfried-server --config config/development.yaml --example-worker`` on a free port.
+
+    From a directory of its own: the embedded Valkey keeps its data in ``.stirfried/``
+    there, not in the checkout where a developer's own run command may be running.
+    """
     port = services.free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "stirfried.server", "--config", "config/development.yaml",
-         "--example-worker", "--port", str(port)],
-        cwd=services.REPOSITORY, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "stirfried.server", "--config",
+         str(services.REPOSITORY / "config" / "development.yaml"), "--example-worker", "--port", str(port)],
+        cwd=tmp_path_factory.mktemp("run-command"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:

@@ -1,26 +1,36 @@
 #!/usr/bin/env sh
 # Set up and run the whole test suite: the README's test command.
 #
-# Creates .venv, installs the project with its test extras, installs Debian's
-# chromium and chromium-driver for the browser test and nginx for the check of
-# deploy/nginx.conf if they are missing (this needs root and apt-get; elsewhere
+# Creates .venv with python3 (3.11 or newer; set PYTHON to use another), installs
+# the project with its test extras, installs Debian's chromium and chromium-driver
+# for the browser test and nginx for the check of deploy/nginx.conf if they are
+# missing (this needs root and apt-get; it says which before installing; elsewhere
 # install them yourself), then runs pytest.
 # Arguments go to pytest. STIRFRIED_TEST_REDIS_URL / STIRFRIED_TEST_BROKER_URL
 # select your own services; without them an embedded Valkey server is used.
 set -eu
 cd "$(dirname "$0")/.."
 
-python3.11 -m venv .venv
+PYTHON=${PYTHON:-python3}
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Stirfried needs Python 3.11 or newer: set PYTHON=python3.11 (or newer)")'
+"$PYTHON" -m venv .venv
+echo "installing Stirfried and its test tools into .venv (pip install -e '.[test,lint]')"
 .venv/bin/pip install --quiet --disable-pip-version-check -e '.[test,lint]'
 
-if ! [ -x /usr/bin/chromium ] || ! [ -x /usr/bin/chromedriver ] || ! command -v nginx >/dev/null 2>&1; then
+missing=""
+[ -x /usr/bin/chromium ] || missing="$missing chromium"
+[ -x /usr/bin/chromedriver ] || missing="$missing chromium-driver"
+command -v nginx >/dev/null 2>&1 || missing="$missing nginx"
+if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing Debian's chromium and chromium-driver (browser test) and nginx (its config check)"
+    echo "missing system packages:$missing (chromium and chromium-driver for the browser test," \
+         "nginx for its config check); installing them with apt-get update && apt-get install -y$missing"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver nginx >/dev/null
+    # shellcheck disable=SC2086  # one word per package
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
   else
-    echo "warning: chromium, chromium-driver or nginx missing and cannot be installed here;" \
-         "the browser tests fail and the nginx config check is skipped until they are installed" >&2
+    echo "warning: system packages missing:$missing; they cannot be installed here (needs root and" \
+         "apt-get): the browser tests fail and the nginx config check is skipped until they are installed" >&2
   fi
 fi
 

@@ -154,14 +154,7 @@ class StirfriedTask(celery.Task[Any, Any]):
     def _emit(
         self, event: str, payload: dict[str, Any], task_id: Any, kwargs: Mapping[str, Any] | None
     ) -> None:
-        runtime = self._runtime()
-        if runtime is None or runtime.emitter is None or not isinstance(task_id, str):
-            return
-        rooms = [protocol.task_room(task_id)]
-        room = kwargs.get(protocol.ROOM_KWARG) if isinstance(kwargs, Mapping) else None
-        if isinstance(room, str) and room and room != runtime.settings.sentinel_room:
-            rooms.insert(0, room)
-        runtime.emitter.emit(event, payload, task_id, rooms)
+        _emit_with(self._runtime(), event, payload, task_id, kwargs)
 
     def _runtime(self) -> _WorkerRuntime | None:
         try:
@@ -181,6 +174,22 @@ class StirfriedTask(celery.Task[Any, Any]):
 
     def _error_text(self, exc: Any) -> str | None:
         return protocol.describe_error(exc) if self._error_info_on() else None
+
+
+def _emit_with(
+    runtime: _WorkerRuntime | None,
+    event: str,
+    payload: dict[str, Any],
+    task_id: Any,
+    kwargs: Mapping[str, Any] | None,
+) -> None:
+    if runtime is None or runtime.emitter is None or not isinstance(task_id, str):
+        return
+    rooms = [protocol.task_room(task_id)]
+    room = kwargs.get(protocol.ROOM_KWARG) if isinstance(kwargs, Mapping) else None
+    if isinstance(room, str) and room and room != runtime.settings.sentinel_room:
+        rooms.insert(0, room)
+    runtime.emitter.emit(event, payload, task_id, rooms)
 
 
 # Celery's lifecycle, relayed when ``stirfried_celery_events`` is on. Signals
@@ -232,3 +241,40 @@ def _on_task_revoked(
             terminated=bool(terminated),
             expired=bool(expired),
         )
+
+
+@signals.task_unknown.connect
+def _on_task_unknown(
+    sender: Any = None, name: Any = None, id: Any = None, message: Any = None, **_: Any
+) -> None:
+    """A worker got a task name it does not run: Celery drops the message and stores a
+    NotRegistered failure; tell the task's clients now, instead of letting them wait
+    for a result that never comes. Always named, whatever ``stirfried_error_info``
+    says: it reveals only the name the client sent."""
+    app = getattr(sender, "app", None)
+    if app is None or not isinstance(id, str):
+        return
+    try:
+        runtime = _runtime_for(app)
+    except ConfigError:
+        logger.exception("Stirfried settings in the Celery configuration are invalid")
+        return
+    task_name = name if isinstance(name, str) else "?"
+    kwargs = _message_kwargs(message)
+    worker = getattr(sender, "hostname", "?")
+    error = f"NotRegistered: {task_name!r} (no task of that name on worker {worker})"
+    _emit_with(runtime, protocol.ON_FAILURE, protocol.problem(id, task_name, None), id, kwargs)
+    _emit_with(
+        runtime, protocol.ON_RETURN, protocol.returned(id, task_name, states.FAILURE, error), id, kwargs
+    )
+
+
+def _message_kwargs(message: Any) -> Mapping[str, Any] | None:
+    """The keyword arguments of a task message (protocol 2: ``[args, kwargs, embed]``)."""
+    try:
+        body = message.decode()
+    except Exception:
+        return None
+    if isinstance(body, (list, tuple)) and len(body) >= 2 and isinstance(body[1], Mapping):
+        return body[1]
+    return None

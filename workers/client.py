@@ -15,7 +15,7 @@ the client resubscribes to every task it is waiting for, from the last
 ``event_id`` it saw, and the gateway replays what it missed. ``follow`` waits
 for a task scheduled elsewhere (another process, ``curl``), given its token.
 
-Needs the ``client`` extra (``pip install "stirfried[client]"``): python-socketio's
+Needs the ``client`` extra (``pip install "/path/to/stirfried-checkout[client]"``): python-socketio's
 asyncio client runs on aiohttp.
 """
 
@@ -103,8 +103,11 @@ class _TaskWatch:
         self.last_event_id = after
         self.done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.einfo: str | None = None
+        self.task_name: str | None = None
 
     async def handle(self, event: str, payload: dict[str, Any]) -> None:
+        if isinstance(payload.get("task_name"), str):
+            self.task_name = payload["task_name"]
         event_id = payload.get(protocol.EVENT_ID)
         if isinstance(event_id, int):
             if event_id <= self.last_event_id:
@@ -121,7 +124,9 @@ class _TaskWatch:
         elif event == protocol.ON_RETURN and not self.done.done():
             self.done.set_result(payload)
         elif event == protocol.ON_REVOKED and not self.done.done():
-            self.done.set_result({"status": "REVOKED", "retval": "the task was revoked"})
+            self.done.set_result(
+                {"status": "REVOKED", "retval": "the task was revoked", "task_name": self.task_name}
+            )
 
 
 class StirfriedClient:
@@ -219,8 +224,10 @@ class StirfriedClient:
         """Schedule a task and wait for its return value.
 
         ``on_progress`` (a function or coroutine function) gets each :class:`Progress`
-        in order. Raises TaskFailed if the task fails, TaskTimeout if it does not
-        finish within ``timeout`` seconds (default: the client's timeout).
+        in order. Raises TaskFailed if the task fails (also, at once, when the worker
+        that received it runs no task of that name: the error names ``NotRegistered``),
+        TaskTimeout if it does not finish within ``timeout`` seconds (default: the
+        client's timeout; a name that no running worker's queue receives ends so).
         """
         task_id = await self.schedule(task_name, *args, kwargs=kwargs)
         watch = _TaskWatch(on_progress, self.token_for(task_id))
@@ -268,7 +275,7 @@ class StirfriedClient:
         finally:
             self._watches.pop(task_id, None)
         if returned["status"] != "SUCCESS":
-            name = task_name or returned.get("task_name") or "?"
+            name = task_name or returned.get("task_name") or watch.task_name or "?"
             raise TaskFailed(task_id, name, returned.get("retval"), watch.einfo)
         return returned["retval"]
 

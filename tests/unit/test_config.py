@@ -89,8 +89,8 @@ def test_environment_overrides_secrets_from_the_file():
 
 
 def test_socketio_options_pass_through_and_unknown_ones_are_named():
-    config = translate({"socketio_ping_timeout": 3, "socketio_cors_allowed_origins": ["x"]}, environ={})
-    assert socketio_options(config) == {"ping_timeout": 3, "cors_allowed_origins": ["x"]}
+    config = translate({"socketio_ping_timeout": 3, "socketio_max_http_buffer_size": 9}, environ={})
+    assert socketio_options(config) == {"ping_timeout": 3, "max_http_buffer_size": 9}
     with pytest.raises(ConfigError, match="socketio_ping_timout"):
         socketio_options(translate({"socketio_ping_timout": 3}, environ={}))
     with pytest.raises(ConfigError, match="socketio_async_mode"):
