@@ -22,6 +22,7 @@ from stirfried.config import Config
 from stirfried.server import health, redis_clients
 from stirfried.server.app_keys import (
     ACCESS,
+    BUDGET,
     CALLERS,
     CELERY,
     CONFIG,
@@ -37,6 +38,7 @@ from stirfried.server.development.example_page import example_page_routes
 from stirfried.server.event_log import EventLog
 from stirfried.server.event_relay import RelayingRedisManager, TaskEventRelay
 from stirfried.server.http_api import http_routes, json_errors
+from stirfried.server.limits import RateLimiter
 from stirfried.server.metrics import GatewayMetrics
 from stirfried.server.origins import OriginPolicy
 from stirfried.server.scheduling import TaskScheduler
@@ -140,7 +142,8 @@ def task_services(relay: TaskEventRelay) -> CleanupContext:
         client = app.get(REDIS)
         tokens = subscription_tokens(settings.token_secret, settings.auth_secret)
         app[ACCESS] = TaskAccess(app[CALLERS].authenticator, tokens, client, settings.event_log_ttl)
-        app[SCHEDULER] = TaskScheduler(app[CELERY], settings, app[METRICS], app[ACCESS])
+        app[BUDGET] = RateLimiter(settings.rate_limit, settings.rate_burst)
+        app[SCHEDULER] = TaskScheduler(app[CELERY], settings, app[METRICS], app[ACCESS], app[BUDGET])
         event_log = EventLog(client) if client is not None else None
         app[SUBSCRIPTIONS] = TaskSubscriptions(app[SOCKETIO], relay, event_log, app[CELERY], settings)
         yield
@@ -156,7 +159,14 @@ def socketio_server(relay: TaskEventRelay) -> CleanupContext:
         sio = app[SOCKETIO]
         if settings.enable_socketio:
             SocketIOApi(
-                sio, app[SCHEDULER], app[CELERY], app[SUBSCRIPTIONS], app[CALLERS], app[ACCESS], settings
+                sio,
+                app[SCHEDULER],
+                app[CELERY],
+                app[SUBSCRIPTIONS],
+                app[CALLERS],
+                app[ACCESS],
+                app[BUDGET],
+                settings,
             ).register()
             app[METRICS].count_clients_with(lambda: len(sio.eio.sockets))
         if isinstance(sio.manager, RelayingRedisManager):
@@ -216,4 +226,11 @@ def gateway_celery_app(config: Config) -> celery.Celery:
         options.setdefault("socket_timeout", config.stirfried.broker_timeout)
         options.setdefault("socket_connect_timeout", config.stirfried.broker_timeout)
         app.conf.broker_transport_options = options
+    backend_url = str(app.conf.result_backend or "")
+    if urllib.parse.urlsplit(backend_url).scheme in REDIS_BROKER_SCHEMES:
+        # The same for the Redis result backend, whose socket timeout is 120 s by default:
+        # a hung backend would hold every read for two minutes.
+        for key in ("redis_socket_timeout", "redis_socket_connect_timeout"):
+            if key not in config.celery:
+                app.conf[key] = config.stirfried.broker_timeout
     return app

@@ -13,6 +13,7 @@ from aiohttp import web
 from stirfried.config import Config
 from stirfried.server.caller import Callers
 from stirfried.server.celery_facade import CeleryFacade
+from stirfried.server.limits import RateLimiter
 from stirfried.server.metrics import GatewayMetrics
 from stirfried.server.scheduling import TaskScheduler
 from stirfried.server.subscriptions import TaskSubscriptions
@@ -31,5 +32,6 @@ REDIS = web.AppKey("stirfried_redis", redis.asyncio.Redis)
 READINESS_REDIS = web.AppKey("stirfried_readiness_redis", redis.asyncio.Redis)
 # Built by app.task_services from the resources above.
 ACCESS = web.AppKey("stirfried_access", TaskAccess)
+BUDGET = web.AppKey("stirfried_budget", RateLimiter)
 SCHEDULER = web.AppKey("stirfried_scheduler", TaskScheduler)
 SUBSCRIPTIONS = web.AppKey("stirfried_subscriptions", TaskSubscriptions)

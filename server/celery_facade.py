@@ -23,6 +23,7 @@ from celery.backends.base import DisabledBackend
 from kombu.exceptions import EncodeError
 from kombu.messaging import Producer
 
+from stirfried import protocol
 from stirfried.server.errors import CeleryUnavailable, InvalidRequest, Refusal, ResultBackendMissing
 from stirfried.server.metrics import GatewayMetrics
 from stirfried.server.publish_batcher import Batcher, Outcomes
@@ -43,6 +44,13 @@ class PlannedTask:
     args: tuple[Any, ...]
     kwargs: Mapping[str, Any]
     task_id: str
+    protected: tuple[str, ...] = ()
+    """Arguments only the gateway sets; the worker refuses them when they come positionally."""
+
+    @property
+    def headers(self) -> dict[str, Any]:
+        """The message headers that carry ``protected`` to the worker."""
+        return {protocol.PROTECTED_ARGUMENTS_HEADER: list(self.protected)} if self.protected else {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,9 +86,19 @@ class CeleryFacade:
         self._app = app
         self._timeout = timeout
         self._metrics = metrics
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=threads, thread_name_prefix="stirfried-celery"
+        # Publishes have threads of their own: a flood of revokes (each a broadcast to
+        # every worker) or reads from a hung result backend must not take their capacity.
+        self._publish_executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="stirfried-publish"
         )
+        call_threads = max(2, threads // 2)
+        self._call_executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=call_threads, thread_name_prefix="stirfried-call"
+        )
+        # Calls queued beyond this are refused at once (a hung backend would otherwise
+        # queue every read until each times out).
+        self._max_pending_calls = 4 * call_threads
+        self._pending_calls = 0
         # Kombu retries a publish while the broker is unreachable; keep the whole
         # attempt inside our own timeout so a refused publish is final.
         self._retry_policy = {
@@ -129,14 +147,23 @@ class CeleryFacade:
         await asyncio.to_thread(self._close_blocking)
 
     def _close_blocking(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=False)
+        self._publish_executor.shutdown(wait=True, cancel_futures=False)
+        self._call_executor.shutdown(wait=True, cancel_futures=True)
         self._app.close()
 
     async def _run(self, operation: str, what: str, function: Callable[..., T], *args: Any) -> T:
+        """Run a revoke, result read or broker check on the call threads, bounded in time."""
+        if self._pending_calls >= self._max_pending_calls:
+            raise CeleryUnavailable(f"could not {what}: the gateway's Celery calls are all busy")
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, function, *args)
+        self._pending_calls += 1
+        future = loop.run_in_executor(self._call_executor, function, *args)
+        future.add_done_callback(self._call_finished)
         # Shielded: a call that timed out still runs to its end in its thread.
         return await self._bounded(operation, what, asyncio.shield(future))
+
+    def _call_finished(self, _future: asyncio.Future[Any]) -> None:
+        self._pending_calls -= 1
 
     async def _bounded(self, operation: str, what: str, call: Awaitable[T]) -> T:
         """Await ``call`` within the broker timeout, counted in the metrics, errors translated."""
@@ -165,7 +192,7 @@ class CeleryFacade:
     async def _publish_batch(self, plans: list[PublishPlan]) -> Outcomes:
         self._metrics.publish_batch_size.observe(len(plans))
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._publish_batch_blocking, plans)
+        return await loop.run_in_executor(self._publish_executor, self._publish_batch_blocking, plans)
 
     def _publish_batch_blocking(self, plans: list[PublishPlan]) -> Outcomes:
         """Publish ``plans``, in one broker round trip where the transport batches.
@@ -212,6 +239,7 @@ class CeleryFacade:
                 args=follower.args,
                 kwargs=dict(follower.kwargs),
                 task_id=follower.task_id,
+                headers=follower.headers,
             )
             if link is not None:
                 signature.link(link)
@@ -229,6 +257,7 @@ class CeleryFacade:
             reply_to=self._app.thread_oid,
             create_sent_event=self._app.conf.task_send_sent_event,
         )
+        message.headers.update(main.headers)
         amqp.send_task_message(
             producer, main.name, message, retry=True, retry_policy=self._retry_policy, **options
         )

@@ -21,9 +21,10 @@ from aiohttp import web
 
 from stirfried.protocol import TaskEvent
 from stirfried.server import replies
-from stirfried.server.app_keys import ACCESS, CALLERS, CELERY, CONFIG, SCHEDULER, SUBSCRIPTIONS
+from stirfried.server.app_keys import ACCESS, BUDGET, CALLERS, CELERY, CONFIG, SCHEDULER, SUBSCRIPTIONS
 from stirfried.server.caller import ANONYMOUS, Caller
 from stirfried.server.errors import InvalidRequest, Refusal, Refused, TooLarge, http_reply
+from stirfried.server.limits import READ_COST, REVOKE_COST
 from stirfried.server.task_request import parse_after, parse_task_id
 from stirfried.settings import StirfriedSettings
 
@@ -66,14 +67,14 @@ async def schedule_task(request: web.Request) -> web.Response:
 
 async def task_info(request: web.Request) -> web.Response:
     """``GET /task/{task_id}``: ``{id, state, result}`` from the result backend."""
-    task_id = await _accessible_task(request)
+    task_id = await _accessible_task(request, READ_COST)
     state = await request.app[CELERY].task_state(task_id)
     return json_response(replies.task_info(state, request.app[CONFIG].stirfried.error_info))
 
 
 async def revoke_task(request: web.Request) -> web.Response:
     """``DELETE /task/{task_id}``: revoke; succeeds for unknown ids too."""
-    task_id = await _accessible_task(request)
+    task_id = await _accessible_task(request, REVOKE_COST)
     await request.app[CELERY].revoke(task_id)
     return json_response(replies.succeeded(task_id))
 
@@ -90,6 +91,7 @@ async def task_events(request: web.Request) -> web.StreamResponse:
     """
     task_id = parse_task_id(request.match_info["task_id"])
     caller = _optional_caller(request)
+    request.app[BUDGET].take(caller.rate_key, READ_COST)
     await request.app[ACCESS].check_follow(caller.principal, task_id, request.query.get("token"))
     after = parse_after(request.headers.get("Last-Event-ID", request.query.get("after")))
     events = request.app[SUBSCRIPTIONS].stream(task_id, after, idle=KEEPALIVE_SECONDS)
@@ -134,10 +136,11 @@ def _optional_caller(request: web.Request) -> Caller:
     return Caller(ANONYMOUS, address, address)
 
 
-async def _accessible_task(request: web.Request) -> str:
-    """The path's task id, if the caller may read and revoke it."""
+async def _accessible_task(request: web.Request, cost: float) -> str:
+    """The path's task id, if the caller may read and revoke it (and ``cost`` fits its budget)."""
     task_id = parse_task_id(request.match_info["task_id"])
     caller = request.app[CALLERS].of_request(request)
+    request.app[BUDGET].take(caller.rate_key, cost)
     await request.app[ACCESS].check_task_access(caller.principal, task_id, request.query.get("token"))
     return task_id
 

@@ -16,25 +16,40 @@ from stirfried.server.errors import RateLimited
 MAX_TRACKED_CLIENTS = 100_000
 
 
+# What each client operation costs from its budget, in scheduled-task units: a revoke
+# is a broadcast every worker processes; reads and subscriptions are cheaper.
+TASK_COST = 1.0
+REVOKE_COST = 1.0
+READ_COST = 0.2
+
+
 class RateLimiter:
-    """Token buckets: ``rate`` tasks per second per client, ``burst`` at once."""
+    """Token buckets: ``rate`` units per second per client, ``burst`` at once.
+
+    One budget covers every client operation (see the costs above), so neither a
+    flood of revokes or reads nor one request with a long chain escapes it.
+    """
 
     def __init__(self, rate: float, burst: int) -> None:
         self._rate = rate
         self._burst = float(burst)
         self._buckets: collections.OrderedDict[str, tuple[float, float]] = collections.OrderedDict()
 
-    def take(self, client: str, now: float | None = None) -> None:
-        """Spend one token of ``client``'s bucket; raise RateLimited when it is empty."""
+    def take(self, client: str, cost: float = TASK_COST, now: float | None = None) -> None:
+        """Spend ``cost`` of ``client``'s bucket; raise RateLimited when it has less."""
         if self._rate <= 0:
             return
+        if cost > self._burst:
+            raise RateLimited(f"this request costs {cost:g} tasks, more than the burst of {self._burst:g}")
         now = time.monotonic() if now is None else now
         tokens, last = self._buckets.pop(client, (self._burst, now))
         tokens = min(self._burst, tokens + (now - last) * self._rate)
-        if tokens < 1:
+        if tokens < cost:
             self._buckets[client] = (tokens, now)
-            raise RateLimited(f"too many tasks: at most {self._rate:g} per second (burst {self._burst:g})")
-        self._buckets[client] = (tokens - 1, now)
+            raise RateLimited(
+                f"too many requests: at most {self._rate:g} tasks per second (burst {self._burst:g})"
+            )
+        self._buckets[client] = (tokens - cost, now)
         while len(self._buckets) > MAX_TRACKED_CLIENTS:
             self._buckets.popitem(last=False)
 

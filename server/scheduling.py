@@ -19,8 +19,8 @@ from typing import Any
 from stirfried import protocol
 from stirfried.server.caller import Caller, Principal
 from stirfried.server.celery_facade import CeleryFacade, PlannedTask, PublishPlan
-from stirfried.server.errors import CeleryUnavailable, RateLimited, Refusal, TaskNotAllowed
-from stirfried.server.limits import RateLimiter
+from stirfried.server.errors import CeleryUnavailable, InvalidRequest, RateLimited, Refusal, TaskNotAllowed
+from stirfried.server.limits import TASK_COST, RateLimiter
 from stirfried.server.metrics import GatewayMetrics
 from stirfried.server.task_access import TaskAccess
 from stirfried.server.task_request import TaskCall, TaskRequest, check_shape, parse_task_request
@@ -29,19 +29,25 @@ from stirfried.settings import StirfriedSettings
 logger = logging.getLogger(__name__)
 
 INVALID_TASK_NAME = "(invalid)"
+CELERY_BUILT_IN_PREFIX = "celery."
 
 
 class TaskScheduler:
     """Validate, plan and publish a task object; count and log the outcome."""
 
     def __init__(
-        self, celery: CeleryFacade, settings: StirfriedSettings, metrics: GatewayMetrics, access: TaskAccess
+        self,
+        celery: CeleryFacade,
+        settings: StirfriedSettings,
+        metrics: GatewayMetrics,
+        access: TaskAccess,
+        budget: RateLimiter,
     ) -> None:
         self._celery = celery
         self._settings = settings
         self._metrics = metrics
         self._access = access
-        self._rate_limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
+        self._budget = budget
 
     async def schedule(self, data: Any, caller: Caller, default_room: str, api: str) -> str:
         """Publish the task object ``data`` for ``caller``; return the task id.
@@ -56,11 +62,15 @@ class TaskScheduler:
             principal.check_current()
             task = parse_task_request(data)
             name = task.call.name
+            if len(task.chain) > self._settings.max_chain:
+                raise InvalidRequest(
+                    f"'chain' has {len(task.chain)} tasks; at most {self._settings.max_chain} are allowed"
+                )
             for call in task.calls():
                 check_shape(call.args, self._settings.max_nesting, "args")
                 check_shape(call.kwargs, self._settings.max_nesting, "kwargs")
             check_allowed(task, self._settings.available_tasks, caller.principal)
-            self._rate_limiter.take(caller.rate_key)
+            self._budget.take(caller.rate_key, TASK_COST * len(task.calls()))
             plan = plan_publish(task, default_room, caller.headers, self._settings, principal.subject)
             # Tagging (token holders only) never fails the request, so it overlaps the publish:
             # nobody can follow the task before its id is returned, which is after both.
@@ -98,8 +108,18 @@ def _reason(refusal: Refusal) -> str:
 
 def check_allowed(task: TaskRequest, available_tasks: tuple[str, ...], principal: Principal) -> None:
     """Raise TaskNotAllowed unless every task of the request is on the allowlist (when
-    there is one) and allowed by the caller's token."""
+    there is one) and allowed by the caller's token.
+
+    Celery's built-in tasks (``celery.chord_unlock``, ``celery.backend_cleanup``, ...)
+    run on every worker and take callbacks and options of their own, so a client
+    could reach anything through them: they need naming in the allowlist, whatever
+    an empty allowlist or a token's ``["*"]`` says.
+    """
     for call in task.calls():
+        if call.name.startswith(CELERY_BUILT_IN_PREFIX) and call.name not in available_tasks:
+            raise TaskNotAllowed(
+                f"task '{call.name}' is one of Celery's built-in tasks, which are not available"
+            )
         if available_tasks and call.name not in available_tasks:
             raise TaskNotAllowed(f"task '{call.name}' is not available")
         if not principal.may_schedule(call.name):
@@ -119,6 +139,15 @@ def resolve_room(requested: str | None, default_room: str, settings: StirfriedSe
     return default_room
 
 
+def protected_arguments(task_name: str, settings: StirfriedSettings) -> tuple[str, ...]:
+    """The arguments of ``task_name`` that only the gateway sets: ``room``, its
+    header-mapped arguments and the subject argument."""
+    names = [protocol.ROOM_KWARG, *settings.header_task_map.get(task_name, {}).values()]
+    if settings.subject_kwarg:
+        names.append(settings.subject_kwarg)
+    return tuple(dict.fromkeys(names))
+
+
 def task_kwargs(
     call: TaskCall,
     room: str,
@@ -134,9 +163,7 @@ def task_kwargs(
     absent when its header is missing, the subject one for anonymous clients).
     """
     mapping = settings.header_task_map.get(call.name, {})
-    protected = {protocol.ROOM_KWARG, *mapping.values()}
-    if settings.subject_kwarg:
-        protected.add(settings.subject_kwarg)
+    protected = protected_arguments(call.name, settings)
     kwargs = {key: value for key, value in call.kwargs.items() if key not in protected}
     for header, kwarg in mapping.items():
         value = headers.get(header.lower())
@@ -170,6 +197,8 @@ def plan_publish(
             args=call.args,
             kwargs=task_kwargs(call, room, headers, settings, subject),
             task_id=str(uuid.uuid4()),
+            # Clients could still fill them positionally; the worker refuses that.
+            protected=protected_arguments(call.name, settings),
         )
 
     return PublishPlan(

@@ -17,7 +17,7 @@ from stirfried.server import replies
 from stirfried.server.caller import ANONYMOUS, Caller, Callers
 from stirfried.server.celery_facade import CeleryFacade
 from stirfried.server.errors import Refusal, socketio_reply
-from stirfried.server.limits import ConnectionCounter
+from stirfried.server.limits import READ_COST, REVOKE_COST, ConnectionCounter, RateLimiter
 from stirfried.server.scheduling import TaskScheduler
 from stirfried.server.subscriptions import TaskSubscriptions
 from stirfried.server.task_access import TaskAccess
@@ -47,8 +47,10 @@ class SocketIOApi:
         subscriptions: TaskSubscriptions,
         callers: Callers,
         access: TaskAccess,
+        budget: RateLimiter,
         settings: StirfriedSettings,
     ) -> None:
+        self._budget = budget
         self._sio = sio
         self._scheduler = scheduler
         self._celery = celery
@@ -135,6 +137,7 @@ class SocketIOApi:
     async def _subscribe_task(self, sid: str, data: Any) -> Reply:
         request = parse_subscription(data)
         caller = await self._caller(sid)
+        self._budget.take(caller.rate_key, READ_COST)
         await self._access.check_follow(caller.principal, request.task_id, request.token)
         await self._subscriptions.subscribe(sid, request.task_id, request.after)
         return replies.succeeded(request.task_id)
@@ -145,18 +148,20 @@ class SocketIOApi:
         return replies.succeeded(task_id)
 
     async def _revoke_task(self, sid: str, data: Any) -> Reply:
-        task_id = await self._accessible_task(sid, data)
+        task_id = await self._accessible_task(sid, data, REVOKE_COST)
         await self._celery.revoke(task_id)
         return replies.succeeded(task_id)
 
     async def _task_info(self, sid: str, data: Any) -> Reply:
-        state = await self._celery.task_state(await self._accessible_task(sid, data))
+        state = await self._celery.task_state(await self._accessible_task(sid, data, READ_COST))
         return replies.task_info(state, self._settings.error_info)
 
-    async def _accessible_task(self, sid: str, data: Any) -> str:
-        """The task id of ``task_id`` or ``{task_id, token}``, if this client may act on it."""
+    async def _accessible_task(self, sid: str, data: Any, cost: float) -> str:
+        """The task id of ``task_id`` or ``{task_id, token}``, if this client may act on it
+        (and ``cost`` fits its budget)."""
         task_id, token = parse_task_reference(data)
         caller = await self._caller(sid)
+        self._budget.take(caller.rate_key, cost)
         await self._access.check_task_access(caller.principal, task_id, token)
         return task_id
 

@@ -91,7 +91,7 @@ async def test_tasks_per_client_per_second_are_limited(start_gateway, http, conn
     # A new connection from the same address does not get a fresh bucket.
     again = await connect(gateway, headers=office)
     reply = await again.call("send_task", task)
-    assert reply["status"] == "failed" and "too many tasks" in reply["data"]
+    assert reply["status"] == "failed" and "too many requests" in reply["data"]
 
 
 async def test_connections_per_address_are_capped(start_gateway, connect):

@@ -82,3 +82,9 @@ def slow_progress(self: StirfriedTask, steps: int, delay: float, room: str | Non
         time.sleep(delay)
         self.emit_progress(step, steps)
     return steps
+
+
+@app.task(name="send_email")
+def send_email(address: str, user: str | None = None, room: str | None = None) -> dict[str, Any]:
+    """A task with a header-mapped argument (``user``) that could be filled positionally."""
+    return {"address": address, "user": user}

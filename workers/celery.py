@@ -23,6 +23,7 @@ which keeps them unit-testable.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import os
 from collections.abc import Mapping
@@ -92,6 +93,28 @@ class StirfriedTask(celery.Task[Any, Any]):
     Tasks must accept a ``room=None`` keyword argument: the gateway uses it to
     tell the worker where the events go.
     """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the task, unless a client filled an argument only the gateway may set.
+
+        The gateway removes such arguments from ``kwargs``; the message header
+        :data:`stirfried.protocol.PROTECTED_ARGUMENTS_HEADER` names them so that
+        positional values (``"args": ["bob@x", "admin"]`` for ``user``) are refused too.
+        """
+        if self.request.called_directly:  # a plain function call, not a worker's
+            return super().__call__(*args, **kwargs)
+        if args:
+            check_positional(self.run, args, self._protected_arguments())
+        # What Celery's tracer calls when a task has no __call__ of its own: the
+        # request it pushed (id, headers) stays the task's request.
+        return self.run(*args, **kwargs)
+
+    def _protected_arguments(self) -> tuple[str, ...]:
+        request = self.request
+        names = getattr(request, protocol.PROTECTED_ARGUMENTS_HEADER, None)
+        if names is None and isinstance(request.headers, Mapping):
+            names = request.headers.get(protocol.PROTECTED_ARGUMENTS_HEADER)
+        return tuple(name for name in names or () if isinstance(name, str))
 
     def emit_progress(self, current: Any, total: Any, info: Any = None) -> None:
         """Send ``on_progress`` to the task's rooms. Needs ``bind=True`` on the task."""
@@ -190,6 +213,25 @@ def _emit_with(
     if isinstance(room, str) and room and room != runtime.settings.sentinel_room:
         rooms.insert(0, room)
     runtime.emitter.emit(event, payload, task_id, rooms)
+
+
+class ProtectedArgument(TypeError):
+    """A client passed an argument positionally that only the gateway may set."""
+
+
+def check_positional(function: Any, args: tuple[Any, ...], protected: tuple[str, ...]) -> None:
+    """Raise ProtectedArgument when ``args`` would fill one of ``protected``'s parameters."""
+    if not protected:
+        return
+    try:
+        bound = inspect.signature(function).bind_partial(*args)
+    except (TypeError, ValueError):
+        return  # the call itself will fail (too many arguments) or has no signature to read
+    filled = sorted(set(bound.arguments) & set(protected))
+    if filled:
+        raise ProtectedArgument(
+            f"argument {filled[0]!r} is set by the Stirfried gateway and cannot be passed positionally"
+        )
 
 
 # Celery's lifecycle, relayed when ``stirfried_celery_events`` is on. Signals

@@ -56,6 +56,9 @@ TIMESTAMP = "timestamp"
 
 # The keyword argument in which the gateway tells a task where its events go.
 ROOM_KWARG = "room"
+# The Celery message header naming the arguments only the gateway sets (the room,
+# header-mapped and subject arguments); a worker refuses them given positionally.
+PROTECTED_ARGUMENTS_HEADER = "stirfried_protected"
 
 # python-socketio's pub/sub channel, shared by every gateway's AsyncRedisManager.
 SOCKETIO_CHANNEL = "socketio"

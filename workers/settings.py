@@ -51,7 +51,9 @@ class StirfriedSettings:
         "Without it, workers emit nothing and a gateway only reaches its own clients.",
     )
     available_tasks: tuple[str, ...] = _setting(
-        (), "If non-empty, only these task names may be scheduled (chained tasks included)."
+        (),
+        "If non-empty, only these task names may be scheduled (chained tasks included). Celery's "
+        "built-in tasks (`celery.*`) are never schedulable unless named here.",
     )
     error_info: bool = _setting(
         False,
@@ -124,10 +126,16 @@ class StirfriedSettings:
         65536, "Largest HTTP body or Socket.IO message accepted (HTTP 413 / failed reply)."
     )
     max_nesting: int = _setting(20, "Deepest nesting of lists and objects accepted in `args` and `kwargs`.")
+    max_chain: int = _setting(
+        32,
+        "Most tasks one request may chain after its main task (a worker cannot decode a message "
+        "with a chain of a few hundred).",
+    )
     rate_limit: float = _setting(
         20.0,
         "Tasks per second one client (token subject, else IP address) may schedule "
-        "(HTTP 429 / failed reply). 0: no limit.",
+        "(HTTP 429 / failed reply); each chained task counts, a revoke counts as a task, a read "
+        "or subscription as a fifth. 0: no limit.",
     )
     rate_burst: int = _setting(40, "Tasks a client may schedule at once before `rate_limit` applies.")
     max_connections_per_ip: int = _setting(
@@ -175,7 +183,14 @@ def build_settings(values: Mapping[str, Any], source: str = "") -> StirfriedSett
         raise ConfigError(
             f"{_where(source)}'{SETTINGS_PREFIX}log_level' must be DEBUG, INFO, WARNING or ERROR"
         )
-    for name in ("event_log_max_length", "event_log_ttl", "max_request_bytes", "max_nesting", "rate_burst"):
+    for name in (
+        "event_log_max_length",
+        "event_log_ttl",
+        "max_request_bytes",
+        "max_nesting",
+        "rate_burst",
+        "max_chain",
+    ):
         if checked.get(name, 1) < 1:
             raise ConfigError(f"{_where(source)}'{SETTINGS_PREFIX}{name}' must be >= 1")
     for name in ("progress_rate", "rate_limit", "max_connections_per_ip"):

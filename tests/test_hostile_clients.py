@@ -1,0 +1,176 @@
+"""What a determined client tries, and what it gets: a clear refusal, never another's task.
+
+Each test here failed against the gateway before the fix it describes (issue 13).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from stirfried import protocol
+from stirfried.server.caller import Authenticator
+from tests.helpers import post_task, wait_for_state
+
+AUTH_SECRET = "a secret for hostile-client tests, 32+ bytes"
+TOKENS = Authenticator(AUTH_SECRET, anonymous=False)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+# -- Celery's built-in tasks ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["celery.chord_unlock", "celery.backend_cleanup", "celery.chord"])
+async def test_celery_built_in_tasks_are_refused_on_an_open_gateway(gateway, http, name):
+    status, body = await post_task(http, gateway, {"task_name": name, "kwargs": {"group_id": "x"}})
+
+    assert status == 403 and "built-in" in body["data"], body
+
+
+async def test_a_built_in_task_cannot_ride_along_in_a_chain(gateway, connect):
+    client = await connect(gateway)
+
+    reply = await client.call(
+        "send_task", {"task_name": "add", "args": [1, 2], "chain": [{"task_name": "celery.chord_unlock"}]}
+    )
+
+    assert reply["status"] == "failed" and "celery.chord_unlock" in reply["data"]
+
+
+async def test_a_token_for_any_task_still_cannot_schedule_built_ins(start_gateway, http):
+    gateway = await start_gateway(stirfried_anonymous=False, stirfried_auth_secret=AUTH_SECRET)
+    token = TOKENS.mint("mallory", ["*"])
+
+    status, body = await post_task(http, gateway, {"task_name": "celery.chord_unlock"}, headers=bearer(token))
+
+    assert status == 403 and "built-in" in body["data"]
+
+
+async def test_an_operator_can_still_offer_a_built_in_task_by_name(start_gateway, http):
+    gateway = await start_gateway(stirfried_available_tasks=["add", "celery.backend_cleanup"])
+
+    status, body = await post_task(http, gateway, {"task_name": "celery.backend_cleanup"})
+
+    assert status == 201, body
+
+
+# -- protected arguments ----------------------------------------------------------------
+
+
+async def test_a_header_mapped_argument_given_positionally_is_refused_by_the_worker(start_gateway, http):
+    gateway = await start_gateway(
+        stirfried_header_task_map={"send_email": {"X-User": "user"}}, stirfried_error_info=True
+    )
+
+    _, body = await post_task(
+        http, gateway, {"task_name": "send_email", "args": ["bob@example.com", "admin"]}
+    )
+    info = await wait_for_state(http, gateway, body["data"])
+
+    assert info["state"] == "FAILURE", info
+    assert "ProtectedArgument" in info["result"] and "'user'" in info["result"]
+
+
+async def test_the_subject_argument_given_positionally_in_a_chain_link_is_refused(start_gateway, connect):
+    # Tokens optional: an anonymous caller has no subject, so nothing fills ``user`` for it.
+    gateway = await start_gateway(stirfried_auth_secret=AUTH_SECRET, stirfried_subject_kwarg="user")
+    client = await connect(gateway)
+
+    # The link gets the result ("ab") first, so "admin" would land in ``user``.
+    await client.send_task(
+        {"task_name": "add", "args": ["a", "b"], "chain": [{"task_name": "send_email", "args": ["admin"]}]}
+    )
+    received = await client.wait_for(
+        lambda events: any(
+            name == protocol.ON_RETURN and payload["task_name"] == "send_email" for name, payload in events
+        )
+    )
+
+    # (The link runs on the fleet of the worker that ran ``add``, whose errors stay private.)
+    [returned] = [p for n, p in received if n == protocol.ON_RETURN and p["task_name"] == "send_email"]
+    assert returned["status"] == "FAILURE", returned
+
+
+async def test_positional_arguments_that_are_not_protected_still_work(start_gateway, http):
+    gateway = await start_gateway(stirfried_header_task_map={"send_email": {"X-User": "user"}})
+
+    _, body = await post_task(
+        http, gateway, {"task_name": "send_email", "args": ["bob@example.com"]}, headers={"X-User": "alice"}
+    )
+    info = await wait_for_state(http, gateway, body["data"])
+
+    assert info["result"] == {"address": "bob@example.com", "user": "alice"}
+
+
+# -- chains and budgets -----------------------------------------------------------------
+
+
+async def test_a_chain_over_the_limit_is_a_400_naming_it(gateway, http):
+    task = {"task_name": "add", "args": [1, 1], "chain": [{"task_name": "add", "args": [1]}] * 33}
+
+    status, body = await post_task(http, gateway, task)
+
+    assert status == 400 and "at most 32" in body["data"], body
+
+
+async def test_each_chained_task_is_charged_to_the_rate_limit(start_gateway, http):
+    gateway = await start_gateway(stirfried_rate_limit=1, stirfried_rate_burst=10)
+    task = {"task_name": "add", "args": [1, 1], "chain": [{"task_name": "add", "args": [1]}] * 5}
+
+    first, _ = await post_task(http, gateway, task)
+    second, body = await post_task(http, gateway, task)
+
+    assert (first, second) == (201, 429), body
+
+
+async def test_revokes_and_reads_spend_the_same_budget_as_scheduling(start_gateway, http, connect, unique):
+    gateway = await start_gateway(stirfried_rate_limit=1, stirfried_rate_burst=5)
+    client = await connect(gateway)
+
+    revokes = [await client.call("revoke_task", f"nothing-{unique}-{n}") for n in range(8)]
+    refused = [reply for reply in revokes if reply["status"] == "failed"]
+    status, _ = await post_task(http, gateway, {"task_name": "add", "args": [1, 2]})
+
+    assert len(refused) >= 3 and all("too many requests" in reply["data"] for reply in refused)
+    assert status == 429  # the same address: the revoke flood spent its budget
+
+
+def test_the_result_backend_gets_the_gateways_socket_timeouts(gateway_config):
+    from stirfried.config import translate
+    from stirfried.server.app import gateway_celery_app
+
+    app = gateway_celery_app(translate(gateway_config(stirfried_broker_timeout=2.5), environ={}))
+
+    assert app.conf.redis_socket_timeout == 2.5
+    assert app.conf.redis_socket_connect_timeout == 2.5
+    assert app.backend.connparams["socket_timeout"] == 2.5  # type: ignore[attr-defined]
+
+
+async def test_a_hung_result_backend_does_not_stop_publishes(start_gateway, connect, http, unique):
+    # A result backend that accepts connections and never answers.
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    black_hole = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = black_hole.sockets[0].getsockname()[1]
+    try:
+        gateway = await start_gateway(
+            result_backend=f"redis://127.0.0.1:{port}/0",
+            stirfried_rate_limit=0,
+            stirfried_broker_timeout=1.0,
+        )
+        client = await connect(gateway)
+
+        reads = [client.call("task_info", f"unknown-{unique}-{n}") for n in range(40)]
+        publishes = [post_task(http, gateway, {"task_name": "add", "args": [n, 1]}) for n in range(20)]
+        results = await asyncio.gather(*reads, *publishes)
+    finally:
+        black_hole.close()
+
+    read_replies, published = results[:40], results[40:]
+    assert all(reply["status"] == "failed" for reply in read_replies)
+    assert [status for status, _ in published] == [201] * 20, published
