@@ -117,7 +117,12 @@ type Reply = Record<string, unknown>;
  */
 export async function connect(url?: string, options: ConnectOptions = {}): Promise<StirfriedClient> {
   const client = new StirfriedClient(url, options);
-  await client.ready();
+  try {
+    await client.ready();
+  } catch (error) {
+    client.close();
+    throw error;
+  }
   return client;
 }
 
@@ -145,7 +150,11 @@ export class StirfriedClient {
   #closed = false;
   #ready: Promise<void>;
 
-  /** Prefer {@link connect}; the constructor starts connecting without waiting. */
+  /**
+   * Prefer {@link connect}. The constructor starts connecting without waiting, and
+   * socket.io-client keeps trying until the gateway answers (a page that must come
+   * up while the gateway is down does this and listens to `connect`).
+   */
   constructor(url: string | undefined, options: ConnectOptions = {}) {
     this.url = url ?? (typeof location === "undefined" ? "" : location.origin);
     this.timeout = options.timeout ?? DEFAULT_TIMEOUT;
@@ -188,7 +197,7 @@ export class StirfriedClient {
     });
   }
 
-  /** Resolves once connected (see {@link connect}). */
+  /** Resolves once first connected; rejects like {@link connect} (without closing the client). */
   ready(): Promise<void> {
     return this.#ready;
   }
@@ -380,10 +389,8 @@ export class StirfriedClient {
         clearTimeout(timer);
         this.socket.off("connect", connected);
         this.socket.off("connect_error", failed);
-        if (error) {
-          this.socket.disconnect();
-          reject(error);
-        } else resolve();
+        if (error) reject(error);
+        else resolve();
       };
       const connected = (): void => finish();
       const failed = (error: Error & { type?: string; description?: unknown }): void => {
