@@ -55,6 +55,7 @@ class TaskRow {
   constructor(task) {
     this.task = task;
     this.sentAt = Date.now();
+    this.doneAt = undefined;
     this.note = ""; // what Revoke or Info said
     this.infoState = undefined; // the result backend's state, from Info
     this.revokedWhileRunning = false;
@@ -109,9 +110,10 @@ class TaskRow {
     const stateCell = this.cell("state");
     stateCell.textContent = state === "RETRY" ? `RETRY (${snapshot.retries})` : state;
     stateCell.className = "state state-" + state;
-    this.cell("started").textContent = clock(snapshot.startedAt ?? this.sentAt);
-    this.cell("duration").textContent =
-      snapshot.finishedAt && snapshot.startedAt ? duration(snapshot.finishedAt - snapshot.startedAt) : "";
+    // From Send to the final event, on this browser's clock (the workers' may differ).
+    if (snapshot.finished && this.doneAt === undefined) this.doneAt = Date.now();
+    this.cell("started").textContent = clock(this.sentAt);
+    this.cell("duration").textContent = this.doneAt === undefined ? "" : duration(this.doneAt - this.sentAt);
     if (snapshot.progress) {
       const { current, total, info } = snapshot.progress;
       this.bar.max = total;

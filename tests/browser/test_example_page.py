@@ -8,6 +8,7 @@ it never downloads a browser of its own.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -125,6 +126,7 @@ def browser(gateway_process: GatewayProcess) -> Iterator[WebDriver]:
                      "--disable-background-networking", "--disable-component-update", "--disable-sync",
                      "--window-size=1200,800"):  # fmt: skip
         options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
         yield driver
@@ -217,3 +219,50 @@ def test_page_reports_a_gateway_restart_and_recovers(browser, gateway_process):
 
     row = send(browser, "add", "[20, 22]")
     wait_until(browser, lambda: text_of(row, "result") == "42")
+
+
+def test_finished_task_shows_start_and_duration_and_cannot_be_revoked(browser, gateway_process):
+    open_page(browser, gateway_process)
+
+    row = send(browser, "count_to", "[4]")
+    revoke = row.find_element(By.CSS_SELECTOR, "button.revoke")
+    assert revoke.is_enabled()
+    wait_until(browser, lambda: text_of(row, "state") == "SUCCESS")
+
+    assert not revoke.is_enabled()
+    assert text_of(row, "started")
+    assert re.fullmatch(r"1\.[2-9] s|[2-9]\.\d s", text_of(row, "duration"))  # four steps of 0.3 s
+    state = row.find_element(By.CSS_SELECTOR, "td.state")
+    assert state.get_attribute("class") == "state state-SUCCESS"
+
+
+def test_revoking_a_running_task_says_it_keeps_running(browser, gateway_process):
+    open_page(browser, gateway_process)
+    row = send(browser, "count_to", "[4]")
+    wait_until(browser, lambda: text_of(row, "state") == "PROGRESS")
+    # a state other than SUCCESS/FAILURE has its own colour
+    progress_colour = row.find_element(By.CSS_SELECTOR, "td.state").value_of_css_property("color")
+    assert progress_colour != browser.find_element(By.CSS_SELECTOR, "td.name").value_of_css_property("color")
+
+    row.find_element(By.CSS_SELECTOR, "button.revoke").click()
+
+    wait_until(browser, lambda: "it keeps running" in text_of(row, "result"))
+    wait_until(browser, lambda: text_of(row, "state") == "SUCCESS")
+    assert text_of(row, "result").startswith("4 (the revoke came after it had started: it kept running)")
+
+
+def test_page_loads_without_errors_and_fits_a_narrow_screen(browser, gateway_process):
+    browser.set_window_size(400, 800)
+    open_page(browser, gateway_process)
+    row = send(browser, "add", "[1, 2]")
+    wait_until(browser, lambda: text_of(row, "result") == "3")
+
+    # no request failed (a favicon 404 would show here) and no script error
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert errors == []
+    width = browser.execute_script("return document.documentElement.clientWidth")
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= width
+    for element in (row.find_element(By.CSS_SELECTOR, "button.info"), browser.find_element(By.ID, "send")):
+        assert element.is_displayed()
+        box = element.rect
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width
