@@ -93,7 +93,9 @@ def _wait_for_worker(config: Path, hostname: str, process: subprocess.Popen[byte
         app.close()
 
 
-def test_javascript_client_against_the_real_gateway(js_configs: dict[str, Path], example_worker: None) -> None:
+def test_javascript_client_against_the_real_gateway(
+    js_configs: dict[str, Path], example_worker: None
+) -> None:
     node = shutil.which("node")
     if node is None:
         pytest.fail("node not found: the JavaScript client's tests need Node.js 20 or newer")
@@ -110,7 +112,12 @@ def test_javascript_client_against_the_real_gateway(js_configs: dict[str, Path],
         "STIRFRIED_TEST_AUTH_SECRET": AUTH_SECRET,
     }
     build = subprocess.run(
-        ["npm", "run", "--silent", "build"], cwd=JS, env=environment, capture_output=True, text=True, timeout=60
+        ["npm", "run", "--silent", "build"],
+        cwd=JS,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert build.returncode == 0, f"npm run build failed:\n{build.stdout}\n{build.stderr}"
     tests = subprocess.run(
