@@ -8,6 +8,7 @@ import {
   connect,
   followWithEventSource,
 } from "stirfried-client";
+import { connect as connectFromBundle } from "stirfried-client/browser";
 import { useEventSource, useRun, useTask } from "stirfried-client/react";
 
 export async function example(): Promise<void> {
@@ -33,6 +34,7 @@ export async function example(): Promise<void> {
   sse.close();
   client.close();
   void sum;
+  (await connectFromBundle()).close();
 }
 
 export function Hooks(): string {

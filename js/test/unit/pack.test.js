@@ -27,8 +27,12 @@ test("npm pack ships ESM, type declarations, README and LICENSE", () => {
       assert.ok(files.includes(`dist/${name}.d.ts`), `dist/${name}.d.ts`);
     }
     for (const name of ["README.md", "LICENSE", "package.json"]) assert.ok(files.includes(name), name);
+    // dist/browser/: one self-contained ES module (socket.io-client inside) for pages without a bundler
+    for (const name of ["stirfried-client.js", "msgpack-parser.js", "LICENSES.txt", "SHA256SUMS"]) {
+      assert.ok(files.includes(`dist/browser/${name}`), `dist/browser/${name}`);
+    }
     assert.deepEqual(
-      files.filter((file) => !/^dist\/\w+\.(js|d\.ts)$/.test(file)),
+      files.filter((file) => !/^dist\/(\w+\.(js|d\.ts)|browser\/.+)$/.test(file)),
       ["LICENSE", "README.md", "package.json"],
     );
 
@@ -36,8 +40,9 @@ test("npm pack ships ESM, type declarations, README and LICENSE", () => {
     assert.equal(manifest.type, "module");
     for (const [subpath, target] of Object.entries(manifest.exports)) {
       if (subpath === "./package.json") continue;
-      assert.ok(files.includes(target.default.slice(2)), `${subpath} -> ${target.default}`);
-      assert.ok(files.includes(target.types.slice(2)), `${subpath} types -> ${target.types}`);
+      const { default: code, types } = typeof target === "string" ? { default: target } : target;
+      assert.ok(files.includes(code.slice(2)), `${subpath} -> ${code}`);
+      if (types) assert.ok(files.includes(types.slice(2)), `${subpath} types -> ${types}`);
     }
     const listing = execFileSync("tar", ["-tzf", path.join(destination, packed.filename)], { encoding: "utf8" });
     assert.ok(listing.includes("package/dist/index.js"));
