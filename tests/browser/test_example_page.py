@@ -82,6 +82,9 @@ class GatewayProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        self.start_serving("/")
+
+    def start_serving(self, path: str) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "stirfried.server", "--config", str(self.config), "--port", str(self.port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -89,7 +92,7 @@ class GatewayProcess:
         deadline = time.monotonic() + 30
         while True:
             try:
-                with urllib.request.urlopen(self.url, timeout=1):
+                with urllib.request.urlopen(self.url + path.lstrip("/"), timeout=1):
                     return
             except OSError:
                 assert self.process.poll() is None and time.monotonic() < deadline
@@ -266,3 +269,53 @@ def test_page_loads_without_errors_and_fits_a_narrow_screen(browser, gateway_pro
         assert element.is_displayed()
         box = element.rect
         assert box["x"] >= 0 and box["x"] + box["width"] <= width
+
+
+def readme_web_page() -> str:
+    """The README's "From a web page" example, as written."""
+    readme = (services.REPOSITORY / "README.md").read_text(encoding="utf-8")
+    pages = re.findall(r"<!-- example: html -->\n```html\n(.*?)```", readme, flags=re.DOTALL)
+    assert len(pages) == 1
+    return pages[0]
+
+
+def test_readme_web_page_example_runs_from_another_origin(browser, example_config, tmp_path):
+    """The README's plain page, served from another origin, against a gateway with
+    ``stirfried_cors_origins`` naming it, using the bundle the package ships."""
+    page_port = services.free_port()
+    page_origin = f"http://127.0.0.1:{page_port}"
+    config = services.load_config(example_config)
+    cors_config = services.write_config(
+        tmp_path / "cors.yaml",
+        {**config.as_flat(), "stirfried_example_page": False, "stirfried_cors_origins": [page_origin]},
+    )
+    gateway = GatewayProcess(cors_config)
+    gateway.start_serving("/healthz")
+    site = tmp_path / "site"
+    site.mkdir()
+    bundle = services.REPOSITORY / "server" / "static" / "vendor" / "stirfried-client" / "stirfried-client.js"
+    shutil.copy(bundle, site / "stirfried-client.js")
+    (site / "index.html").write_text(
+        readme_web_page().replace("http://127.0.0.1:8000", gateway.url.rstrip("/"))
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(page_port), "--bind", "127.0.0.1", "--directory", str(site)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with urllib.request.urlopen(page_origin + "/index.html", timeout=1):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        browser.get(page_origin + "/index.html")
+        wait_until(browser, lambda: browser.find_element(By.ID, "result").text == "5")
+        bar = browser.find_element(By.ID, "bar")
+        assert (bar.get_attribute("value"), bar.get_attribute("max")) == ("5", "5")
+    finally:
+        server.terminate()
+        server.wait(10)
+        gateway.stop()
