@@ -52,6 +52,9 @@ def js_configs(redis_url: str, broker_url: str, tmp_path_factory: pytest.TempPat
     return {
         "anonymous": services.write_config(directory / "anonymous.yaml", anonymous),
         "tokens": services.write_config(directory / "tokens.yaml", tokens),
+        "msgpack": services.write_config(
+            directory / "msgpack.yaml", {**anonymous, "socketio_serializer": "msgpack"}
+        ),
     }
 
 
@@ -108,6 +111,7 @@ def test_javascript_client_against_the_real_gateway(
         "STIRFRIED_PYTHON": sys.executable,
         "STIRFRIED_CONFIG_ANONYMOUS": str(js_configs["anonymous"]),
         "STIRFRIED_CONFIG_TOKENS": str(js_configs["tokens"]),
+        "STIRFRIED_CONFIG_MSGPACK": str(js_configs["msgpack"]),
         "STIRFRIED_TEST_TOKEN": token,
         "STIRFRIED_TEST_AUTH_SECRET": AUTH_SECRET,
     }

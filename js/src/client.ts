@@ -27,7 +27,7 @@ export const EARLY_TASK_LIMIT = 1000;
 export const EARLY_EVENT_LIMIT = 1000;
 /** Subscription tokens of tasks this client scheduled, newest kept. */
 const TOKEN_LIMIT = 10_000;
-/** Finished tasks remembered, so their late or repeated events are dropped, not buffered. */
+/** Finished (or no longer followed) tasks remembered, so their late or repeated events are dropped, not buffered. */
 const FINISHED_LIMIT = 1000;
 
 /** A client token (JWT), or a function giving one: called on every (re)connection, so it may refresh. */
@@ -316,6 +316,7 @@ export class StirfriedClient {
   _close(handle: TaskHandle): void {
     if (this.#tasks.get(handle.id) !== handle) return;
     this.#untrack(handle);
+    this.#ignore(handle.id); // its events still in flight
     if (this.socket.connected) this.socket.emit("unsubscribe_task", handle.id, () => {});
   }
 
@@ -354,9 +355,13 @@ export class StirfriedClient {
     handle._deliver(name, payload);
     if (handle.finished) {
       this.#untrack(handle);
-      this.#finished.add(handle.id);
-      if (this.#finished.size > FINISHED_LIMIT) this.#finished.delete(this.#finished.values().next().value as string);
+      this.#ignore(handle.id);
     }
+  }
+
+  #ignore(taskId: string): void {
+    this.#finished.add(taskId);
+    if (this.#finished.size > FINISHED_LIMIT) this.#finished.delete(this.#finished.values().next().value as string);
   }
 
   #onConnect(): void {

@@ -319,3 +319,18 @@ def test_readme_web_page_example_runs_from_another_origin(browser, example_confi
         server.terminate()
         server.wait(10)
         gateway.stop()
+
+
+def test_page_speaks_msgpack_to_a_msgpack_gateway(browser, example_config, tmp_path):
+    config = services.load_config(example_config).as_flat()
+    gateway = GatewayProcess(
+        services.write_config(tmp_path / "msgpack.yaml", {**config, "socketio_serializer": "msgpack"})
+    )
+    gateway.start()
+    try:
+        open_page(browser, gateway)
+        assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-serializer") == "msgpack"
+        row = send(browser, "count_to", "[2]")
+        wait_until(browser, lambda: text_of(row, "result") == "2")
+    finally:
+        gateway.stop()

@@ -23,6 +23,9 @@ export const env = {
   get tokenConfig() {
     return required("STIRFRIED_CONFIG_TOKENS");
   },
+  get msgpackConfig() {
+    return required("STIRFRIED_CONFIG_MSGPACK");
+  },
   get token() {
     return required("STIRFRIED_TEST_TOKEN");
   },
