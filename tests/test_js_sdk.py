@@ -44,6 +44,8 @@ def js_configs(redis_url: str, broker_url: str, tmp_path_factory: pytest.TempPat
         "stirfried_anonymous": True,
         "stirfried_error_info": True,
         "stirfried_celery_events": True,
+        # Lets a test send a task's events to another client (its sid), as if they overtook the reply.
+        "stirfried_custom_rooms": True,
         # Gateways restarted by a test must accept the subscription tokens of the first.
         "stirfried_token_secret": "js-sdk-tests-token-secret",
         "stirfried_log_level": "WARNING",
@@ -125,7 +127,7 @@ def test_javascript_client_against_the_real_gateway(
     )
     assert build.returncode == 0, f"npm run build failed:\n{build.stdout}\n{build.stderr}"
     tests = subprocess.run(
-        [node, "--test", "--test-concurrency=1", "--test-reporter=spec", "test/gateway/"],
+        [node, "--test", "--test-concurrency=1", "--test-timeout=30000", "--test-reporter=spec", "test/gateway/"],
         cwd=JS, env=environment, capture_output=True, text=True, timeout=NODE_TIMEOUT,
     )  # fmt: skip
     assert tests.returncode == 0, f"node --test failed ({tests.returncode}):\n{tests.stdout}\n{tests.stderr}"

@@ -424,6 +424,8 @@ export class StirfriedClient {
 
   async #call(event: string, data: unknown, signal?: AbortSignal): Promise<Reply> {
     if (this.#closed) throw new StirfriedError("the client was closed");
+    // Not connected and not reconnecting (the gateway refused the connection): no reply will come.
+    if (!this.socket.active) throw new StirfriedError(`not connected to ${this.url || "the gateway"}`);
     signal?.throwIfAborted();
     let reply: unknown;
     const pending = this.socket.timeout(this.timeout).emitWithAck(event, data);

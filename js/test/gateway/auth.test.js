@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
 import { ConnectionRefused, StirfriedError, connect } from "../../dist/index.js";
-import { Gateway, env } from "./helpers.js";
+import { Gateway, env, until } from "./helpers.js";
 
 let gateway;
 
@@ -63,4 +63,28 @@ test("an unreachable gateway gives a ConnectionError within the timeout", async 
   assert.ok(error instanceof StirfriedError, String(error));
   assert.ok(!(error instanceof ConnectionRefused));
   assert.match(error.message, /cannot connect to http:\/\/127.0.0.1:9 within 1.5 s/);
+});
+
+test("a reconnection the gateway refuses fails the waiting tasks with the gateway's reason", async () => {
+  let token = env.token;
+  const client = await connect(gateway.url, {
+    token: () => token,
+    socketOptions: { reconnectionDelay: 200, reconnectionDelayMax: 500 },
+  });
+  const errors = [];
+  client.on("error", (error) => errors.push(error));
+  try {
+    const task = await client.schedule("sleep", [2]);
+    token = "revoked-by-the-backend";
+    await gateway.stop();
+    await gateway.start();
+    const error = await task.result({ timeout: 20_000 }).catch((e) => e);
+    assert.ok(error instanceof ConnectionRefused, String(error));
+    assert.match(error.reason, /invalid token/);
+    await until(() => errors.length === 1, { message: "the error event" });
+    assert.equal(errors[0], error);
+    await assert.rejects(task.revoke(), /not connected to/);
+  } finally {
+    client.close();
+  }
 });

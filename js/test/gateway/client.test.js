@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 
 import { RequestFailed, StirfriedError, TaskFailed, TaskRevoked, TaskTimeout, connect } from "../../dist/index.js";
-import { Gateway, postTask } from "./helpers.js";
+import { Gateway, postTask, until } from "./helpers.js";
 
 let gateway;
 let client;
@@ -151,6 +151,26 @@ describe("follow", () => {
       assert.deepEqual(
         late.events.map((event) => event.id),
         [5, 6, 7],
+      );
+    } finally {
+      other.close();
+    }
+  });
+
+  test("events that arrive before the task is known are kept, then delivered once", async () => {
+    const other = await connect(gateway.url);
+    try {
+      // The task's events go to `other` (its room) before it knows the task, as events
+      // overtaking the send_task reply do; following it then replays them all again.
+      const task = await client.schedule("count_to", [2], { delay: 0.05 }, { room: other.socket.id });
+      task.close(); // this client does not get the events: they go to the task's room and `other`
+      await until(async () => (await client.info(task.id)).state === "SUCCESS", { message: "the task's end" });
+      await new Promise((resolve) => setTimeout(resolve, 200)); // and its last events to reach `other`
+      const followed = await other.follow(task.id, task.token);
+      assert.equal(await followed.result(), 2);
+      assert.deepEqual(
+        followed.events.map((event) => event.id),
+        [1, 2, 3, 4, 5, 6],
       );
     } finally {
       other.close();
