@@ -98,14 +98,20 @@ def _wait_for_worker(config: Path, hostname: str, process: subprocess.Popen[byte
         app.close()
 
 
-def test_javascript_client_against_the_real_gateway(
-    js_configs: dict[str, Path], example_worker: None
-) -> None:
-    node = shutil.which("node")
-    if node is None:
+@pytest.fixture(scope="module")
+def node() -> str:
+    """Node.js, and the package's npm dependencies (checked before any service starts)."""
+    executable = shutil.which("node")
+    if executable is None:
         pytest.fail("node not found: the JavaScript client's tests need Node.js 20 or newer")
     if not (JS / "node_modules").is_dir():
         pytest.fail(f"{JS / 'node_modules'} is missing: run `npm ci` in js/ (js/ci.sh does)")
+    return executable
+
+
+def test_javascript_client_against_the_real_gateway(
+    node: str, js_configs: dict[str, Path], example_worker: None
+) -> None:
     now = int(time.time())
     token = jwt.encode({"sub": "js-tests", "exp": now + 3600, "tasks": ["*"]}, AUTH_SECRET, algorithm="HS256")
     environment = {

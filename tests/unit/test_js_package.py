@@ -1,0 +1,26 @@
+"""The JavaScript client (js/) is released with the Python package: same version."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import re
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def test_js_package_version_is_the_python_package_version():
+    setup = configparser.ConfigParser()
+    setup.read(REPOSITORY / "setup.cfg")
+    python_version = setup["metadata"]["version"]  # PEP 440: 1.0.0.dev0
+    js_version = json.loads((REPOSITORY / "js" / "package.json").read_text())[
+        "version"
+    ]  # semver: 1.0.0-dev.0
+    match = re.fullmatch(r"(\d+\.\d+\.\d+)(?:-(dev|alpha|beta|rc)\.(\d+))?", js_version)
+    assert match, js_version
+    release, stage, number = match.groups()
+    pep440 = release + (
+        {"dev": ".dev", "alpha": "a", "beta": "b", "rc": "rc"}[stage] + number if stage else ""
+    )
+    assert pep440 == python_version
