@@ -161,7 +161,9 @@ export class StirfriedClient {
     this.#eventHistory = options.eventHistory ?? DEFAULT_EVENT_HISTORY;
     const { token } = options;
     const socketOptions: Partial<ManagerOptions & SocketOptions> = {
+      // WebSocket first (no sticky sessions needed); HTTP long-polling if it cannot connect.
       transports: ["websocket", "polling"],
+      tryAllTransports: true,
       timeout: this.timeout,
       ...(options.parser ? { parser: options.parser } : {}),
       ...(options.headers ? { extraHeaders: options.headers } : {}),
