@@ -11,7 +11,9 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 async function measure(entry, external) {
   const result = await build({
     absWorkingDir: root,
-    entryPoints: [entry],
+    ...(entry.startsWith("export")
+      ? { stdin: { contents: entry, resolveDir: root, sourcefile: "entry.js" } }
+      : { entryPoints: [entry] }),
     bundle: true,
     format: "esm",
     platform: "browser",
@@ -29,6 +31,7 @@ const kib = (bytes) => `${(bytes / 1024).toFixed(1)} KiB`;
 const rows = [
   ["stirfried-client with socket.io-client", await measure("src/index.ts", [])],
   ["stirfried-client alone (socket.io-client external)", await measure("src/index.ts", ["socket.io-client"])],
+  ["followWithEventSource only", await measure('export { followWithEventSource } from "stirfried-client";', [])],
   ["stirfried-client/react alone (react, socket.io-client external)", await measure("src/react.ts", ["react", "socket.io-client"])],
 ];
 for (const [label, { minified, gzipped }] of rows) {
