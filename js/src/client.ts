@@ -89,6 +89,14 @@ export interface FollowOptions {
   signal?: AbortSignal;
 }
 
+/** Options of {@link StirfriedClient.revoke} and {@link StirfriedClient.info}. */
+export interface TaskRequestOptions {
+  /** The task's subscription token (default: the one this client got when it scheduled or followed it). */
+  token?: string;
+  /** Give up waiting for the reply. */
+  signal?: AbortSignal;
+}
+
 /** A task's state from the gateway's result backend (`task_info`). */
 export interface TaskInfo {
   id: string;
@@ -303,14 +311,18 @@ export class StirfriedClient {
     return this.#tokens.get(taskId);
   }
 
-  /** Revoke a task: a worker drops it if it has not started; a running task runs on. */
-  async revoke(taskId: string, token?: string): Promise<void> {
-    await this.#call("revoke_task", this.#reference(taskId, token));
+  /**
+   * Revoke a task: a worker drops it if it has not started; a running task runs on.
+   * `token`: the task's subscription token (default: the one this client got for it),
+   * needed by gateways that require client tokens.
+   */
+  async revoke(taskId: string, options: TaskRequestOptions = {}): Promise<void> {
+    await this.#call("revoke_task", this.#reference(taskId, options.token), options.signal);
   }
 
-  /** The task's state and result from the gateway's result backend. */
-  async info(taskId: string, token?: string): Promise<TaskInfo> {
-    const reply = await this.#call("task_info", this.#reference(taskId, token));
+  /** The task's state and result from the gateway's result backend (`token` as for {@link revoke}). */
+  async info(taskId: string, options: TaskRequestOptions = {}): Promise<TaskInfo> {
+    const reply = await this.#call("task_info", this.#reference(taskId, options.token), options.signal);
     return { id: String(reply.id), state: String(reply.state), result: reply.result };
   }
 
@@ -478,13 +490,13 @@ export class TaskHandle extends TaskView {
   }
 
   /** Revoke the task: a worker drops it if it has not started; a running task runs on. */
-  revoke(): Promise<void> {
-    return this.#client.revoke(this.id, this.token);
+  revoke(options: Omit<TaskRequestOptions, "token"> = {}): Promise<void> {
+    return this.#client.revoke(this.id, { ...options, token: this.token });
   }
 
   /** The task's state and result from the result backend. */
-  info(): Promise<TaskInfo> {
-    return this.#client.info(this.id, this.token);
+  info(options: Omit<TaskRequestOptions, "token"> = {}): Promise<TaskInfo> {
+    return this.#client.info(this.id, { ...options, token: this.token });
   }
 
   /** Stop following the task (it goes on running); waiters reject with a StirfriedError. */

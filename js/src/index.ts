@@ -20,6 +20,7 @@ export {
   type RunOptions,
   type ScheduleOptions,
   type TaskInfo,
+  type TaskRequestOptions,
   type TokenSource,
 } from "./client.js";
 export {

@@ -22,7 +22,7 @@ export async function example(): Promise<void> {
   const id: string = task.id;
   const token: string | undefined = task.token;
   await task.revoke();
-  const info = await client.info(id, token);
+  const info = await client.info(id, { token });
   info.state.toLowerCase();
   const followed = await client.follow(id, token, { after: 3 });
   followed.result({ timeout: 1000, signal: AbortSignal.timeout(100) }).catch((error: unknown) => {
