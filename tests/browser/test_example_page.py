@@ -334,3 +334,32 @@ def test_page_speaks_msgpack_to_a_msgpack_gateway(browser, example_config, tmp_p
         wait_until(browser, lambda: text_of(row, "result") == "2")
     finally:
         gateway.stop()
+
+
+def test_follow_with_event_source_in_the_browser(browser, gateway_process):
+    """``followWithEventSource`` with Chromium's own EventSource, from the bundle the page loads."""
+    open_page(browser, gateway_process)
+    outcome = browser.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        (async () => {
+          const { followWithEventSource } = await import("/static/vendor/stirfried-client/stirfried-client.js");
+          const response = await fetch("/task", {
+            method: "POST",
+            headers: { "Content-Type": "application/json" },
+            body: JSON.stringify({ task_name: "count_to", args: [3], kwargs: { delay: 0.1 } }),
+          });
+          const { data: taskId, token } = await response.json();
+          const progress = [];
+          const task = followWithEventSource("", taskId, token, { onProgress: (p) => progress.push(p.current) });
+          const result = await task.result({ timeout: 20000 });
+          const refused = followWithEventSource("", taskId, "wrong-token");
+          const error = await refused.result({ timeout: 20000 }).catch((e) => e.message);
+          return { result, progress, names: task.events.map((event) => event.name), error };
+        })().then(done, (error) => done({ failed: String(error) }));
+        """
+    )
+    assert outcome["result"] == 3, outcome
+    assert outcome["progress"] == [1, 2, 3]
+    assert outcome["names"] == ["on_progress"] * 3 + ["on_success", "on_return"]
+    assert "the gateway refused the event stream" in outcome["error"]
