@@ -25,6 +25,8 @@ export const DEFAULT_TIMEOUT = 30_000;
 export const EARLY_TASK_LIMIT = 1000;
 /** ...and this many events each. */
 export const EARLY_EVENT_LIMIT = 1000;
+/** The gateway's reply to a request whose client token has expired. */
+const EXPIRED = "the token has expired";
 /** Subscription tokens of tasks this client scheduled, newest kept. */
 const TOKEN_LIMIT = 10_000;
 /** Finished (or no longer followed) tasks remembered, so their late or repeated events are dropped, not buffered. */
@@ -156,6 +158,8 @@ export class StirfriedClient {
   };
   #connectedBefore = false;
   #closed = false;
+  #refreshableToken: boolean;
+  #reconnecting: Promise<void> | undefined;
   #ready: Promise<void>;
 
   /**
@@ -168,6 +172,7 @@ export class StirfriedClient {
     this.timeout = options.timeout ?? DEFAULT_TIMEOUT;
     this.#eventHistory = options.eventHistory ?? DEFAULT_EVENT_HISTORY;
     const { token } = options;
+    this.#refreshableToken = typeof token === "function";
     const socketOptions: Partial<ManagerOptions & SocketOptions> = {
       // WebSocket first (no sticky sessions needed); HTTP long-polling if it cannot connect.
       transports: ["websocket", "polling"],
@@ -437,6 +442,42 @@ export class StirfriedClient {
   }
 
   async #call(event: string, data: unknown, signal?: AbortSignal): Promise<Reply> {
+    try {
+      return await this.#callOnce(event, data, signal);
+    } catch (error) {
+      // The gateway checks a token's expiry on every request, also on a long-lived
+      // connection; the token function gives a fresh one on a new connection.
+      if (!(error instanceof RequestFailed) || error.message !== EXPIRED || !this.#refreshableToken) throw error;
+      await this.#reconnect();
+      return this.#callOnce(event, data, signal);
+    }
+  }
+
+  /** Connect again (the token function is called again); unfinished tasks are resubscribed. */
+  #reconnect(): Promise<void> {
+    this.#reconnecting ??= new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => finish(new ConnectionError(this.url, `cannot reconnect to ${this.url || "the gateway"} within ${this.timeout / 1000} s`)), this.timeout);
+      const finish = (error?: Error): void => {
+        clearTimeout(timer);
+        this.socket.off("connect", connected);
+        this.socket.off("connect_error", failed);
+        this.#reconnecting = undefined;
+        if (error) reject(error);
+        else resolve();
+      };
+      const connected = (): void => finish();
+      const failed = (error: Error): void => {
+        if (!this.socket.active) finish(this.#refusal(error));
+      };
+      this.socket.on("connect", connected);
+      this.socket.on("connect_error", failed);
+      this.socket.disconnect();
+      this.socket.connect();
+    });
+    return this.#reconnecting;
+  }
+
+  async #callOnce(event: string, data: unknown, signal?: AbortSignal): Promise<Reply> {
     if (this.#closed) throw new StirfriedError("the client was closed");
     // Not connected and not reconnecting (the gateway refused the connection): no reply will come.
     if (!this.socket.active) throw new StirfriedError(`not connected to ${this.url || "the gateway"}`);

@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
 import { ConnectionRefused, StirfriedError, connect } from "../../dist/index.js";
-import { Gateway, env, until } from "./helpers.js";
+import { Gateway, env, mintToken, until } from "./helpers.js";
+import { RequestFailed } from "../../dist/index.js";
 
 let gateway;
 
@@ -84,6 +85,38 @@ test("a reconnection the gateway refuses fails the waiting tasks with the gatewa
     await until(() => errors.length === 1, { message: "the error event" });
     assert.equal(errors[0], error);
     await assert.rejects(task.revoke(), /not connected to/);
+  } finally {
+    client.close();
+  }
+});
+
+test("an expired token from a token function is replaced by a fresh one, transparently", async () => {
+  const tokens = [mintToken(2), env.token]; // valid for 1 to 2 s
+  let calls = 0;
+  const client = await connect(gateway.url, { token: () => tokens[Math.min(calls++, 1)] });
+  try {
+    const task = await client.schedule("count_to", [12], { delay: 0.25 });
+    await new Promise((resolve) => setTimeout(resolve, 2100)); // the first token expires meanwhile
+    assert.equal(await client.run("add", [1, 2]), 3);
+    assert.equal(calls, 2);
+    assert.ok(!task.finished, "still running when the client reconnected");
+    assert.equal(await task.result({ timeout: 15_000 }), 12, "the reconnection resubscribed the running task");
+    assert.deepEqual(
+      task.events.map((event) => event.id),
+      Array.from({ length: 16 }, (_, index) => index + 1),
+    );
+  } finally {
+    client.close();
+  }
+});
+
+test("an expired fixed token gives the gateway's message", async () => {
+  const client = await connect(gateway.url, { token: mintToken(2) });
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 2100));
+    const error = await client.schedule("add", [1, 2]).catch((e) => e);
+    assert.ok(error instanceof RequestFailed, String(error));
+    assert.equal(error.message, "the token has expired");
   } finally {
     client.close();
   }

@@ -2,6 +2,7 @@
 // provides the services (Valkey, the example worker) and these variables.
 import { spawn } from "node:child_process";
 import { once } from "node:events";
+import { createHmac } from "node:crypto";
 import { createServer } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 
@@ -25,6 +26,9 @@ export const env = {
   },
   get msgpackConfig() {
     return required("STIRFRIED_CONFIG_MSGPACK");
+  },
+  get authSecret() {
+    return required("STIRFRIED_TEST_AUTH_SECRET");
   },
   get token() {
     return required("STIRFRIED_TEST_TOKEN");
@@ -114,4 +118,12 @@ export async function postTask(url, task, headers = {}) {
   const body = await response.json();
   if (response.status !== 201) throw new Error(`POST /task: ${response.status} ${JSON.stringify(body)}`);
   return body;
+}
+
+/** A client token (HS256 JWT) signed with the token gateway's auth secret, valid for `seconds`. */
+export function mintToken(seconds, claims = {}) {
+  const encode = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  const now = Math.floor(Date.now() / 1000);
+  const body = `${encode({ alg: "HS256", typ: "JWT" })}.${encode({ sub: "js-tests", exp: now + seconds, tasks: ["*"], ...claims })}`;
+  return `${body}.${createHmac("sha256", env.authSecret).update(body).digest("base64url")}`;
 }
