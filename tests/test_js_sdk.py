@@ -10,8 +10,10 @@ Needs Node.js 20+ and ``npm ci`` in ``js/``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -132,8 +134,18 @@ def test_javascript_client_against_the_real_gateway(
         timeout=60,
     )
     assert build.returncode == 0, f"npm run build failed:\n{build.stdout}\n{build.stderr}"
-    tests = subprocess.run(
+    # Its own process group: gateways the node tests start go with it, whatever happens.
+    tests = subprocess.Popen(
         [node, "--test", "--test-concurrency=1", "--test-timeout=30000", "--test-reporter=spec", "test/gateway/"],
-        cwd=JS, env=environment, capture_output=True, text=True, timeout=NODE_TIMEOUT,
+        cwd=JS, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip
-    assert tests.returncode == 0, f"node --test failed ({tests.returncode}):\n{tests.stdout}\n{tests.stderr}"
+    try:
+        output, _ = tests.communicate(timeout=NODE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(tests.pid, signal.SIGKILL)
+        output, _ = tests.communicate()
+        pytest.fail(f"node --test did not finish within {NODE_TIMEOUT} s:\n{output}")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(tests.pid, signal.SIGKILL)
+    assert tests.returncode == 0, f"node --test failed ({tests.returncode}):\n{output}"

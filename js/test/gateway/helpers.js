@@ -68,6 +68,10 @@ export class Gateway {
       { stdio: ["ignore", "pipe", "pipe"] },
     );
     this.process = child;
+    // Never outlive this test file, even when a test times out before its after() hook.
+    const kill = () => child.kill("SIGKILL");
+    process.on("exit", kill);
+    child.on("exit", () => process.off("exit", kill));
     const keep = (chunk) => {
       this.output = (this.output + chunk).slice(-5000);
     };
