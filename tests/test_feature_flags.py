@@ -60,13 +60,18 @@ async def test_example_page_is_served_only_when_configured(start_gateway, http):
         assert response.status == 404
     async with http.get(url_of(with_page, "/")) as response:
         assert response.status == 200
-        assert "socket.io.min.js" in await response.text()
-    async with http.get(url_of(with_page, "/static/vendor/socket.io-client/socket.io.min.js")) as response:
-        assert response.status == 200
+        assert '<script type="module" src="static/app.js">' in await response.text()
+    for path in ("/static/app.js", "/static/vendor/stirfried-client/stirfried-client.js"):
+        async with http.get(url_of(with_page, path)) as response:
+            assert response.status == 200
+            # browsers run module scripts only with a JavaScript MIME type
+            assert response.content_type in ("text/javascript", "application/javascript")
 
 
 async def test_example_page_loads_the_msgpack_client_for_a_msgpack_gateway(start_gateway, http):
     gateway = await start_gateway(stirfried_example_page=True, socketio_serializer="msgpack")
 
     async with http.get(url_of(gateway, "/")) as response:
-        assert "socket.io.msgpack.min.js" in await response.text()
+        assert 'data-serializer="msgpack"' in await response.text()
+    async with http.get(url_of(gateway, "/static/vendor/stirfried-client/msgpack-parser.js")) as response:
+        assert response.status == 200

@@ -5,7 +5,8 @@
 # the project with its test extras, installs Debian's chromium and chromium-driver
 # for the browser test and nginx for the check of deploy/nginx.conf if they are
 # missing (this needs root and apt-get; it says which before installing; elsewhere
-# install them yourself), then runs pytest.
+# install them yourself), runs `npm ci` in js/ for the JavaScript client's tests
+# if its node_modules is missing (needs Node.js 20+), then runs pytest.
 # Arguments go to pytest. STIRFRIED_TEST_REDIS_URL / STIRFRIED_TEST_BROKER_URL
 # select your own services; without them an embedded Valkey server is used.
 set -eu
@@ -31,6 +32,16 @@ if [ -n "$missing" ]; then
   else
     echo "warning: system packages missing:$missing; they cannot be installed here (needs root and" \
          "apt-get): the browser tests fail and the nginx config check is skipped until they are installed" >&2
+  fi
+fi
+
+# The JavaScript client's tests (tests/test_js_sdk.py) need its locked npm dependencies.
+if ! [ -d js/node_modules ]; then
+  if command -v npm >/dev/null 2>&1; then
+    echo "installing the JavaScript client's dependencies (npm ci in js/)"
+    (cd js && npm ci --no-audit --no-fund --silent)
+  else
+    echo "warning: npm missing: tests/test_js_sdk.py fails until Node.js 20+ is installed and npm ci runs in js/" >&2
   fi
 fi
 

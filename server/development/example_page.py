@@ -1,7 +1,8 @@
 """The example page: pick an example task, send it, watch its events arrive.
 
-Static files, no build step; the Socket.IO client is the npm package's own
-build, vendored under ``static/vendor`` (see ``tools/vendor-socketio-client.sh``).
+Static files, no build step for page users: ``static/app.js`` is an ES module
+using the ``stirfried-client`` package (``js/``), bundled with socket.io-client
+into ``static/vendor/stirfried-client`` (``npm run bundle`` in ``js/``).
 """
 
 from __future__ import annotations
@@ -14,16 +15,13 @@ from aiohttp import web
 from stirfried.config import Config
 
 STATIC_DIRECTORY = Path(__file__).parent / "static"
-CLIENT_SCRIPTS = {"default": "socket.io.min.js", "msgpack": "socket.io.msgpack.min.js"}
 
 
 def render_index(config: Config) -> str:
     """The page, told which Socket.IO serializer the gateway speaks."""
     serializer = config.socketio.get("serializer", "default")
     template = (STATIC_DIRECTORY / "index.html").read_text(encoding="utf-8")
-    return template.replace("{{serializer}}", serializer).replace(
-        "{{client_script}}", CLIENT_SCRIPTS[serializer]
-    )
+    return template.replace("{{serializer}}", serializer)
 
 
 def example_page_routes(config: Config) -> list[web.AbstractRouteDef]:

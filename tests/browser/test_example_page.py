@@ -8,6 +8,7 @@ it never downloads a browser of its own.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -81,6 +82,9 @@ class GatewayProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        self.start_serving("/")
+
+    def start_serving(self, path: str) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "stirfried.server", "--config", str(self.config), "--port", str(self.port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -88,7 +92,7 @@ class GatewayProcess:
         deadline = time.monotonic() + 30
         while True:
             try:
-                with urllib.request.urlopen(self.url, timeout=1):
+                with urllib.request.urlopen(self.url + path.lstrip("/"), timeout=1):
                     return
             except OSError:
                 assert self.process.poll() is None and time.monotonic() < deadline
@@ -125,6 +129,7 @@ def browser(gateway_process: GatewayProcess) -> Iterator[WebDriver]:
                      "--disable-background-networking", "--disable-component-update", "--disable-sync",
                      "--window-size=1200,800"):  # fmt: skip
         options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
         yield driver
@@ -217,3 +222,152 @@ def test_page_reports_a_gateway_restart_and_recovers(browser, gateway_process):
 
     row = send(browser, "add", "[20, 22]")
     wait_until(browser, lambda: text_of(row, "result") == "42")
+
+
+def test_finished_task_shows_start_and_duration_and_cannot_be_revoked(browser, gateway_process):
+    open_page(browser, gateway_process)
+
+    row = send(browser, "count_to", "[4]")
+    revoke = row.find_element(By.CSS_SELECTOR, "button.revoke")
+    assert revoke.is_enabled()
+    wait_until(browser, lambda: text_of(row, "state") == "SUCCESS")
+
+    assert not revoke.is_enabled()
+    assert text_of(row, "started")
+    assert re.fullmatch(r"1\.[2-9] s|[2-9]\.\d s", text_of(row, "duration"))  # four steps of 0.3 s
+    state = row.find_element(By.CSS_SELECTOR, "td.state")
+    assert state.get_attribute("class") == "state state-SUCCESS"
+
+
+def test_revoking_a_running_task_says_it_keeps_running(browser, gateway_process):
+    open_page(browser, gateway_process)
+    row = send(browser, "count_to", "[4]")
+    wait_until(browser, lambda: text_of(row, "state") == "PROGRESS")
+    # a state other than SUCCESS/FAILURE has its own colour
+    progress_colour = row.find_element(By.CSS_SELECTOR, "td.state").value_of_css_property("color")
+    assert progress_colour != browser.find_element(By.CSS_SELECTOR, "td.name").value_of_css_property("color")
+
+    row.find_element(By.CSS_SELECTOR, "button.revoke").click()
+
+    wait_until(browser, lambda: "it keeps running" in text_of(row, "result"))
+    wait_until(browser, lambda: text_of(row, "state") == "SUCCESS")
+    assert text_of(row, "result").startswith("4 (the revoke came after it had started: it kept running)")
+
+
+def test_page_loads_without_errors_and_fits_a_narrow_screen(browser, gateway_process):
+    browser.set_window_size(400, 800)
+    open_page(browser, gateway_process)
+    row = send(browser, "add", "[1, 2]")
+    wait_until(browser, lambda: text_of(row, "result") == "3")
+
+    # no request failed (a favicon 404 would show here) and no script error
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert errors == []
+    width = browser.execute_script("return document.documentElement.clientWidth")
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= width
+    for element in (row.find_element(By.CSS_SELECTOR, "button.info"), browser.find_element(By.ID, "send")):
+        assert element.is_displayed()
+        box = element.rect
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width
+
+
+def readme_web_page() -> str:
+    """The README's "From a web page" example, as written."""
+    readme = (services.REPOSITORY / "README.md").read_text(encoding="utf-8")
+    pages = re.findall(r"<!-- example: html -->\n```html\n(.*?)```", readme, flags=re.DOTALL)
+    assert len(pages) == 1
+    return pages[0]
+
+
+def test_readme_web_page_example_runs_from_another_origin(browser, example_config, tmp_path):
+    """The README's plain page, served from another origin, against a gateway with
+    ``stirfried_cors_origins`` naming it, using the bundle the package ships."""
+    page_port = services.free_port()
+    page_origin = f"http://127.0.0.1:{page_port}"
+    config = services.load_config(example_config)
+    cors_config = services.write_config(
+        tmp_path / "cors.yaml",
+        {**config.as_flat(), "stirfried_example_page": False, "stirfried_cors_origins": [page_origin]},
+    )
+    gateway = GatewayProcess(cors_config)
+    gateway.start_serving("/healthz")
+    site = tmp_path / "site"
+    site.mkdir()
+    bundle = (
+        services.REPOSITORY
+        / "server"
+        / "development"
+        / "static"
+        / "vendor"
+        / "stirfried-client"
+        / "stirfried-client.js"
+    )
+    shutil.copy(bundle, site / "stirfried-client.js")
+    (site / "index.html").write_text(
+        readme_web_page().replace("http://127.0.0.1:8000", gateway.url.rstrip("/"))
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(page_port), "--bind", "127.0.0.1", "--directory", str(site)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with urllib.request.urlopen(page_origin + "/index.html", timeout=1):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        browser.get(page_origin + "/index.html")
+        wait_until(browser, lambda: browser.find_element(By.ID, "result").text == "5")
+        bar = browser.find_element(By.ID, "bar")
+        assert (bar.get_attribute("value"), bar.get_attribute("max")) == ("5", "5")
+    finally:
+        server.terminate()
+        server.wait(10)
+        gateway.stop()
+
+
+def test_page_speaks_msgpack_to_a_msgpack_gateway(browser, example_config, tmp_path):
+    config = services.load_config(example_config).as_flat()
+    gateway = GatewayProcess(
+        services.write_config(tmp_path / "msgpack.yaml", {**config, "socketio_serializer": "msgpack"})
+    )
+    gateway.start()
+    try:
+        open_page(browser, gateway)
+        assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-serializer") == "msgpack"
+        row = send(browser, "count_to", "[2]")
+        wait_until(browser, lambda: text_of(row, "result") == "2")
+    finally:
+        gateway.stop()
+
+
+def test_follow_with_event_source_in_the_browser(browser, gateway_process):
+    """``followWithEventSource`` with Chromium's own EventSource, from the bundle the page loads."""
+    open_page(browser, gateway_process)
+    outcome = browser.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        (async () => {
+          const { followWithEventSource } = await import("/static/vendor/stirfried-client/stirfried-client.js");
+          const response = await fetch("/task", {
+            method: "POST",
+            headers: { "Content-Type": "application/json" },
+            body: JSON.stringify({ task_name: "count_to", args: [3], kwargs: { delay: 0.1 } }),
+          });
+          const { data: taskId, token } = await response.json();
+          const progress = [];
+          const task = followWithEventSource("", taskId, token, { onProgress: (p) => progress.push(p.current) });
+          const result = await task.result({ timeout: 20000 });
+          const refused = followWithEventSource("", taskId, "wrong-token");
+          const error = await refused.result({ timeout: 20000 }).catch((e) => e.message);
+          return { result, progress, names: task.events.map((event) => event.name), error };
+        })().then(done, (error) => done({ failed: String(error) }));
+        """
+    )
+    assert outcome["result"] == 3, outcome
+    assert outcome["progress"] == [1, 2, 3]
+    assert outcome["names"] == ["on_progress"] * 3 + ["on_success", "on_return"]
+    assert "the gateway refused the event stream" in outcome["error"]

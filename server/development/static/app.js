@@ -1,6 +1,7 @@
 // The Stirfried example page: schedule example tasks and watch their events live.
-// Uses the Socket.IO JavaScript client (vendored from npm: socket.io-client).
-"use strict";
+// It uses the stirfried-client package (js/ in the repository), bundled with
+// socket.io-client into static/vendor/stirfried-client/ (no build step, no internet).
+import { RequestFailed, StirfriedClient, TaskTimeout } from "./vendor/stirfried-client/stirfried-client.js";
 
 const EXAMPLE_ARGS = {
   add: ["[2, 3]", "{}"],
@@ -9,13 +10,20 @@ const EXAMPLE_ARGS = {
   flaky: ["[2]", "{}"],
   sleep: ["[5]", "{}"],
 };
-const FINISHED = new Set(["SUCCESS", "FAILURE", "REVOKED"]);
-
-const socket = io({ transports: ["websocket", "polling"] });
-const rows = new Map(); // task id -> {row, state, token, lastEventId}
-let connectedBefore = false;
+const FINAL = new Set(["SUCCESS", "FAILURE", "REVOKED"]);
+const RUNNING = new Set(["STARTED", "PROGRESS", "RETRY"]);
 
 const $ = (selector) => document.querySelector(selector);
+
+// With `socketio_serializer: msgpack` the gateway speaks msgpack: load its parser.
+const parser =
+  document.body.dataset.serializer === "msgpack"
+    ? await import("./vendor/stirfried-client/msgpack-parser.js")
+    : undefined;
+
+// The page's own origin; the client reconnects by itself, resubscribes to every
+// unfinished task after the last event it saw, and never delivers an event twice.
+const client = new StirfriedClient(undefined, { parser, timeout: 10_000 });
 
 function setConnection(text, cls) {
   const badge = $("#connection");
@@ -23,164 +31,136 @@ function setConnection(text, cls) {
   badge.className = "status " + cls;
 }
 
-socket.on("connect", () => {
-  setConnection(connectedBefore ? "connected (reconnected)" : "connected", "connected");
-  connectedBefore = true;
-  // A new connection is a new client to the gateway: resubscribe to every
-  // unfinished task from the last event seen, and the gateway replays the rest.
-  for (const [taskId, entry] of rows) {
-    if (!FINISHED.has(entry.state)) resubscribe(taskId, entry);
-  }
-});
-
-function resubscribe(taskId, entry) {
-  const request = { task_id: taskId, after: entry.lastEventId, token: entry.token };
-  socket.timeout(10000).emit("subscribe_task", request, (error, reply) => {
-    if (error || !reply || reply.status !== "success") requestInfo(taskId);
-  });
-}
-
-// Events can overtake the send_task reply: keep them until the task's row exists.
-const early = new Map(); // task id -> [[handler, event], ...]
-const EARLY_LIMIT = 1000;
-
-function onTaskEvent(name, handler) {
-  socket.on(name, (event) => {
-    if (!event || typeof event.task_id !== "string") return;
-    if (rows.has(event.task_id)) return handler(event);
-    if (!early.has(event.task_id)) {
-      if (early.size >= EARLY_LIMIT) early.delete(early.keys().next().value);
-      early.set(event.task_id, []);
-    }
-    early.get(event.task_id).push([handler, event]);
-  });
-}
-
-// Each event once: a replay may repeat what already arrived live.
-function fresh(event) {
-  const entry = rows.get(event.task_id);
-  if (!entry || !(event.event_id > entry.lastEventId)) return null;
-  entry.lastEventId = event.event_id;
-  return entry;
-}
-socket.on("disconnect", () => setConnection("disconnected, reconnecting…", "disconnected"));
-socket.io.on("reconnect_attempt", () => setConnection("disconnected, reconnecting…", "disconnected"));
-
-function cell(row, name) {
-  return row.querySelector("td." + name);
-}
-
-function setState(taskId, state) {
-  const entry = rows.get(taskId);
-  if (!entry) return;
-  entry.state = state;
-  const stateCell = cell(entry.row, "state");
-  stateCell.textContent = state;
-  stateCell.className = "state state-" + state;
-}
-
-function setResult(taskId, text) {
-  const entry = rows.get(taskId);
-  if (entry) cell(entry.row, "result").textContent = text;
-}
+client.on("connect", ({ reconnected }) =>
+  setConnection(reconnected ? "connected (reconnected)" : "connected", "connected"),
+);
+client.on("disconnect", () => setConnection("disconnected, reconnecting…", "disconnected"));
+client.on("error", (error) => setConnection(error.message, "disconnected"));
+client.socket.io.on("reconnect_attempt", () => setConnection("disconnected, reconnecting…", "disconnected"));
 
 function show(value) {
   return typeof value === "string" ? value : JSON.stringify(value);
 }
 
-function addRow(taskId, taskName, token) {
-  const row = document.createElement("tr");
-  row.dataset.taskId = taskId;
-  for (const name of ["name", "id", "state", "progress", "result", "actions"]) {
-    const td = document.createElement("td");
-    td.className = name;
-    row.appendChild(td);
+function clock(milliseconds) {
+  return new Date(milliseconds).toLocaleTimeString();
+}
+
+function duration(milliseconds) {
+  return milliseconds < 1000 ? `${Math.max(0, Math.round(milliseconds))} ms` : `${(milliseconds / 1000).toFixed(1)} s`;
+}
+
+/** One table row per task, drawn from the task's snapshot (and what Revoke and Info said). */
+class TaskRow {
+  constructor(task) {
+    this.task = task;
+    this.sentAt = Date.now();
+    this.doneAt = undefined;
+    this.note = ""; // what Revoke or Info said
+    this.infoState = undefined; // the result backend's state, from Info
+    this.revokedWhileRunning = false;
+    this.row = document.createElement("tr");
+    this.row.dataset.taskId = task.id;
+    for (const name of ["name", "id", "state", "started", "duration", "progress", "result", "actions"]) {
+      const td = document.createElement("td");
+      td.className = name;
+      this.row.appendChild(td);
+    }
+    this.cell("name").textContent = task.name;
+    this.cell("id").textContent = task.id.slice(0, 8);
+    this.cell("id").title = task.id;
+    this.bar = document.createElement("progress");
+    this.bar.max = 1;
+    this.bar.value = 0;
+    this.label = document.createElement("span");
+    this.label.className = "progress-info";
+    this.cell("progress").append(this.bar, " ", this.label);
+    this.revokeButton = this.button("Revoke", () => this.revoke());
+    this.button("Info", () => this.info());
+    $("#tasks tbody").prepend(this.row);
+    task.subscribe(() => this.render());
+    this.render();
   }
-  cell(row, "name").textContent = taskName;
-  cell(row, "id").textContent = taskId.slice(0, 8);
-  cell(row, "id").title = taskId;
-  const bar = document.createElement("progress");
-  bar.max = 1;
-  bar.value = 0;
-  const label = document.createElement("span");
-  label.className = "progress-info";
-  cell(row, "progress").append(bar, " ", label);
-  for (const [text, action] of [["Revoke", revoke], ["Info", requestInfo]]) {
+
+  cell(name) {
+    return this.row.querySelector("td." + name);
+  }
+
+  button(text, action) {
     const button = document.createElement("button");
     button.type = "button";
     button.textContent = text;
     button.className = text.toLowerCase();
-    button.addEventListener("click", () => action(taskId));
-    cell(row, "actions").appendChild(button);
+    button.addEventListener("click", action);
+    this.cell("actions").appendChild(button);
+    return button;
   }
-  $("#tasks tbody").prepend(row);
-  rows.set(taskId, { row, state: "PENDING", token, lastEventId: 0 });
-  setState(taskId, "PENDING");
-  for (const [handler, event] of early.get(taskId) || []) handler(event);
-  early.delete(taskId);
-}
 
-function revoke(taskId) {
-  socket.emit("revoke_task", taskId, (reply) => {
-    if (reply && reply.status === "success") setResult(taskId, "revoke requested");
-  });
-}
+  /** The state to show: the events', unless Info knows better (no events for a dropped task). */
+  state() {
+    const snapshot = this.task.getSnapshot();
+    if (snapshot.finished || !this.infoState) return snapshot.state;
+    if (FINAL.has(this.infoState) || snapshot.state === "PENDING") return this.infoState;
+    return snapshot.state;
+  }
 
-function requestInfo(taskId) {
-  socket.emit("task_info", taskId, (reply) => {
-    if (!reply || reply.status === "failed") {
-      setResult(taskId, "info failed: " + (reply ? reply.data : "no reply"));
-      return;
+  render() {
+    const snapshot = this.task.getSnapshot();
+    const state = this.state();
+    const stateCell = this.cell("state");
+    stateCell.textContent = state === "RETRY" ? `RETRY (${snapshot.retries})` : state;
+    stateCell.className = "state state-" + state;
+    // From Send to the final event, on this browser's clock (the workers' may differ).
+    if (snapshot.finished && this.doneAt === undefined) this.doneAt = Date.now();
+    this.cell("started").textContent = clock(this.sentAt);
+    this.cell("duration").textContent = this.doneAt === undefined ? "" : duration(this.doneAt - this.sentAt);
+    if (snapshot.progress) {
+      const { current, total, info } = snapshot.progress;
+      this.bar.max = total;
+      this.bar.value = current;
+      this.label.textContent = `${Math.round((100 * current) / total)}%` + (info ? ` ${show(info)}` : "");
     }
-    setState(taskId, reply.state);
-    if (reply.result !== null && reply.result !== undefined) setResult(taskId, show(reply.result));
-  });
-}
+    if (state === "SUCCESS") this.bar.value = this.bar.max; // a task that reports no progress is complete too
+    this.cell("result").textContent = this.outcome(snapshot, state);
+    this.revokeButton.disabled = snapshot.finished || FINAL.has(state);
+  }
 
-onTaskEvent("on_received", (event) => {
-  const entry = fresh(event);
-  if (entry && !FINISHED.has(entry.state)) setState(event.task_id, "RECEIVED");
-});
-onTaskEvent("on_started", (event) => {
-  const entry = fresh(event);
-  if (entry && !FINISHED.has(entry.state)) setState(event.task_id, "STARTED");
-});
-onTaskEvent("on_revoked", (event) => {
-  if (fresh(event)) setState(event.task_id, "REVOKED");
-});
-onTaskEvent("on_progress", (event) => {
-  const entry = fresh(event);
-  if (!entry) return;
-  const bar = cell(entry.row, "progress").querySelector("progress");
-  bar.max = event.total;
-  bar.value = event.current;
-  cell(entry.row, "progress").querySelector(".progress-info").textContent =
-    `${Math.round((100 * event.current) / event.total)}%` + (event.info ? ` ${show(event.info)}` : "");
-  if (!FINISHED.has(entry.state)) setState(event.task_id, "PROGRESS");
-});
-onTaskEvent("on_retry", (event) => {
-  const entry = fresh(event);
-  if (!entry) return;
-  entry.retries = (entry.retries || 0) + 1;
-  setState(event.task_id, `RETRY (${entry.retries})`);
-});
-onTaskEvent("on_success", (event) => {
-  const entry = fresh(event);
-  if (!entry) return;
-  setState(event.task_id, "SUCCESS");
-  setResult(event.task_id, show(event.retval));
-  const bar = cell(entry.row, "progress").querySelector("progress");
-  bar.value = bar.max; // a task that reports no progress is still complete
-});
-onTaskEvent("on_failure", (event) => {
-  if (!fresh(event)) return;
-  setState(event.task_id, "FAILURE");
-  if (event.einfo) setResult(event.task_id, event.einfo.trim().split("\n").pop());
-});
-onTaskEvent("on_return", (event) => {
-  if (!fresh(event)) return;
-  if (event.status === "FAILURE") setResult(event.task_id, event.retval ? show(event.retval) : "failed (no details)");
-});
+  outcome(snapshot, state) {
+    const late = this.revokedWhileRunning ? " (the revoke came after it had started: it kept running)" : "";
+    if (snapshot.finished) {
+      if (state === "SUCCESS") return show(snapshot.result) + late;
+      if (state === "REVOKED") return "revoked: a worker dropped it before it started";
+      return (snapshot.error?.error ?? snapshot.error?.message ?? "failed (no details)") + late;
+    }
+    if (this.infoState === "SUCCESS" && this.infoResult !== undefined) return show(this.infoResult);
+    return this.note;
+  }
+
+  async revoke() {
+    const running = RUNNING.has(this.task.state);
+    try {
+      await this.task.revoke();
+      this.revokedWhileRunning = running;
+      this.note = running
+        ? "revoke requested, but the task is running: it keeps running (Celery drops only tasks that have not started)"
+        : "revoke requested";
+    } catch (error) {
+      this.note = "revoke failed: " + error.message;
+    }
+    this.render();
+  }
+
+  async info() {
+    try {
+      const reply = await this.task.info();
+      this.infoState = reply.state;
+      this.infoResult = reply.result ?? undefined;
+    } catch (error) {
+      this.note = "info failed: " + error.message;
+    }
+    this.render();
+  }
+}
 
 $("#task-name").addEventListener("change", (e) => {
   const [args, kwargs] = EXAMPLE_ARGS[e.target.value];
@@ -188,7 +168,7 @@ $("#task-name").addEventListener("change", (e) => {
   $("#task-kwargs").value = kwargs;
 });
 
-$("#send-form").addEventListener("submit", (e) => {
+$("#send-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   $("#form-error").textContent = "";
   let args, kwargs;
@@ -199,10 +179,10 @@ $("#send-form").addEventListener("submit", (e) => {
     $("#form-error").textContent = "args and kwargs must be JSON: " + error.message;
     return;
   }
-  const taskName = $("#task-name").value;
-  socket.timeout(10000).emit("send_task", { task_name: taskName, args, kwargs }, (error, reply) => {
-    if (error) $("#form-error").textContent = "no reply from the gateway";
-    else if (reply.status !== "success") $("#form-error").textContent = reply.data;
-    else addRow(reply.data, taskName, reply.token);
-  });
+  try {
+    new TaskRow(await client.schedule($("#task-name").value, args, kwargs));
+  } catch (error) {
+    $("#form-error").textContent =
+      error instanceof TaskTimeout ? "no reply from the gateway" : error instanceof RequestFailed ? error.message : String(error);
+  }
 });
