@@ -198,10 +198,15 @@ def effective_settings(config: Config) -> str:
 
 
 def _masked(key: str, value: Any) -> Any:
-    if any(part in key for part in SECRET_KEY_PARTS) and value:
+    """``value`` with every secret masked, at any depth (transport options nest)."""
+    if any(part in key.lower() for part in SECRET_KEY_PARTS) and value:
         return "***"
     if isinstance(value, str):
         return mask_secrets(value)
+    if isinstance(value, dict):
+        return {inner: _masked(str(inner), item) for inner, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_masked(key, item) for item in value]
     return value
 
 

@@ -23,9 +23,16 @@ from stirfried.protocol import TaskEvent
 from stirfried.server import replies
 from stirfried.server.app_keys import ACCESS, BUDGET, CALLERS, CELERY, CONFIG, SCHEDULER, SUBSCRIPTIONS
 from stirfried.server.caller import ANONYMOUS, Caller
-from stirfried.server.errors import InvalidRequest, Refusal, Refused, TooLarge, http_reply
+from stirfried.server.errors import (
+    InvalidRequest,
+    Refusal,
+    Refused,
+    TooLarge,
+    UnsupportedMediaType,
+    http_reply,
+)
 from stirfried.server.limits import READ_COST, REVOKE_COST
-from stirfried.server.task_request import parse_after, parse_task_id
+from stirfried.server.task_request import ClientJson, parse_after, parse_task_id
 from stirfried.settings import StirfriedSettings
 
 logger = logging.getLogger(__name__)
@@ -104,8 +111,12 @@ async def task_events(request: web.Request) -> web.StreamResponse:
         if response is None:
             response = await _start_stream(request)
         await response.write_eof()
+    except ConnectionResetError:
+        # The client left mid-stream (EventSource closed, curl stopped): its choice, not an error.
+        logger.debug("SSE client of task %s went away", task_id)
     finally:
         await events.aclose()
+    assert response is not None  # a write can only fail on a started stream
     return response
 
 
@@ -172,9 +183,16 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 async def _json_body(request: web.Request) -> Any:
+    # Only JSON: a browser sends text/plain and form bodies cross-site without asking
+    # (no CORS preflight), so accepting them would let any page schedule tasks.
+    content_type = request.content_type
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"the request body must be JSON (Content-Type: application/json), not {content_type}"
+        )
     body = await request.read()
     try:
-        return json.loads(body)
+        return ClientJson.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InvalidRequest(f"the request body is not valid JSON: {error}") from error
     except RecursionError as error:

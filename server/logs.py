@@ -10,11 +10,13 @@ from typing import Any
 
 # user:password@ in URLs (broker, Redis) -- the password becomes ***.
 _URL_PASSWORD = re.compile(r"(?P<prefix>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]+@")
+# ?token=... in request lines (SSE subscription tokens, in the access log) -- the token becomes ***.
+_QUERY_TOKEN = re.compile(r"(?P<prefix>[?&](?:token|access_token|auth)=)[^&\s\"']+")
 
 
 def mask_secrets(text: str) -> str:
-    """Replace passwords in URLs with ``***``."""
-    return _URL_PASSWORD.sub(r"\g<prefix>***@", text)
+    """Replace passwords in URLs and tokens in query strings with ``***``."""
+    return _QUERY_TOKEN.sub(r"\g<prefix>***", _URL_PASSWORD.sub(r"\g<prefix>***@", text))
 
 
 class MaskingFormatter(logging.Formatter):

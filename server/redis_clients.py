@@ -11,6 +11,8 @@ from typing import Any
 
 import redis
 import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.driver_info import DriverInfo
 
 # redis.__version__ is read once, when redis is imported.
@@ -18,8 +20,18 @@ DRIVER_INFO = DriverInfo(lib_version=redis.__version__)
 
 
 def client_options(timeout: float) -> dict[str, Any]:
-    """Keyword arguments for ``redis.asyncio.Redis.from_url`` (and python-socketio's ``redis_options``)."""
-    return {"socket_connect_timeout": timeout, "socket_timeout": timeout, "driver_info": DRIVER_INFO}
+    """Keyword arguments for ``redis.asyncio.Redis.from_url`` (and python-socketio's ``redis_options``).
+
+    A pooled connection whose server restarted fails its next command with a
+    ConnectionError; one immediate retry on a new connection makes that invisible.
+    """
+    return {
+        "socket_connect_timeout": timeout,
+        "socket_timeout": timeout,
+        "driver_info": DRIVER_INFO,
+        "retry": Retry(NoBackoff(), retries=1),
+        "retry_on_error": [redis.ConnectionError],
+    }
 
 
 def open_client(url: str, timeout: float) -> redis.asyncio.Redis:

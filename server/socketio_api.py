@@ -73,9 +73,13 @@ class SocketIOApi:
         self._sio.on("unsubscribe_task", self.unsubscribe_task)
         self._sio.on("*", self.unknown_event)
 
-    async def connect(self, sid: str, environ: Mapping[str, Any], auth: Any = None) -> Reply | None:
-        """Authenticate and count the connection; a refusal reaches the client as ``connect_error``."""
-        if self._emitted_by_client(sid):
+    async def connect(self, sid: str, environ: Any = None, auth: Any = None) -> Reply | None:
+        """Authenticate and count the connection; a refusal reaches the client as ``connect_error``.
+
+        (``environ`` has a default because a client may emit an event named
+        ``connect`` with no arguments; it gets a failed reply.)
+        """
+        if self._emitted_by_client(sid) or not isinstance(environ, Mapping):
             return replies.failed("'connect' is reserved")
         try:
             caller = self._callers.of_connection(sid, environ.get("aiohttp.request"), auth)
@@ -124,7 +128,12 @@ class SocketIOApi:
         """Stop following a task: none of its events reach this client any more."""
         return await self._answer(sid, "unsubscribe_task", self._unsubscribe_task, args)
 
-    async def unknown_event(self, event: str, sid: str, *args: Any) -> Reply:
+    async def unknown_event(self, *args: Any) -> Reply:
+        """Any other event: ``(event, sid, *data)``, or ``(sid, *data)`` for an event named ``*``
+        (python-socketio calls the catch-all handler directly for that name)."""
+        event = args[0] if args else ""
+        if self._sio.manager.is_connected(event, "/"):
+            event = "*"
         return replies.failed(f"unknown event {event!r}")
 
     async def _send_task(self, sid: str, data: Any) -> Reply:

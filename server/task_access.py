@@ -97,7 +97,8 @@ class TaskAccess:
                 pipe.expire(protocol.tags_key(task_id), self._ttl)
                 await pipe.execute()
         except (redis.RedisError, OSError) as error:
-            logger.warning("could not tag task %s: %s", task_id, error)
+            # Loud: holders of its follow_tags will be refused this task (the publish went ahead).
+            logger.error("could not tag task %s (follow_tags will not open it): %s", task_id, error)
 
     async def check_follow(self, principal: Principal, task_id: str, token: Any) -> None:
         principal.check_current()

@@ -149,20 +149,72 @@ def parse_subscription(data: Any) -> SubscriptionRequest:
     return SubscriptionRequest(parse_task_id(data.get("task_id")), parse_after(data.get("after")), token)
 
 
+# Python refuses to parse integers of more than 4300 digits (a ValueError deep in json).
+MAX_INTEGER_DIGITS = 4000
+
+
+class InvalidNumber:
+    """A number JSON parsers accept but tasks cannot take: ``NaN``, ``Infinity``, or an
+    integer of thousands of digits. :class:`ClientJson` parses it into this marker, and
+    :func:`check_shape` refuses it with a message, wherever it sits."""
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+
+
+def _parse_int(text: str) -> int | InvalidNumber:
+    if len(text) > MAX_INTEGER_DIGITS:
+        return InvalidNumber(f"an integer of {len(text.lstrip('-'))} digits")
+    return int(text)
+
+
+def _parse_constant(text: str) -> InvalidNumber:
+    return InvalidNumber(text)
+
+
+class ClientJson:
+    """The JSON codec for what clients send: HTTP bodies, and Socket.IO packets (it is the
+    ``json`` module python-socketio is given). Parsing never raises on a number."""
+
+    @staticmethod
+    def loads(text: str | bytes, **options: Any) -> Any:
+        return json.loads(text, parse_int=_parse_int, parse_constant=_parse_constant, **options)
+
+    @staticmethod
+    def dumps(value: Any, **options: Any) -> str:
+        return json.dumps(value, **options)
+
+
 def check_shape(value: Any, max_nesting: int, what: str) -> None:
-    """Raise InvalidRequest when ``value`` nests lists/objects deeper than ``max_nesting``."""
+    """Raise InvalidRequest when ``value`` nests lists/objects deeper than ``max_nesting``,
+    holds an :class:`InvalidNumber`, or a map key that is not a string (msgpack allows any)."""
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         item, depth = stack.pop()
+        if isinstance(item, InvalidNumber):
+            raise InvalidRequest(f"'{what}' contains {item.description}, which is not a number tasks accept")
         if isinstance(item, (list, tuple, dict)):
             if depth >= max_nesting:
                 raise InvalidRequest(f"'{what}' nests deeper than {max_nesting} levels")
+            if isinstance(item, dict) and not all(isinstance(key, str) for key in item):
+                raise InvalidRequest(f"'{what}' contains an object whose keys are not all strings")
             children = item.values() if isinstance(item, dict) else item
             stack.extend((child, depth + 1) for child in children)
 
 
 def check_size(value: Any, max_bytes: int, what: str) -> None:
     """Raise TooLarge when ``value`` would take more than ``max_bytes`` as JSON."""
-    size = len(json.dumps(value, default=lambda item: "x" * len(item) if isinstance(item, bytes) else None))
+
+    def stand_in(item: Any) -> Any:
+        if isinstance(item, bytes):
+            return "x" * len(item)
+        return "x" * 20  # an InvalidNumber, refused later with its own message
+
+    try:
+        size = len(json.dumps(value, default=stand_in))
+    except TypeError as error:  # msgpack maps may have bytes keys
+        raise InvalidRequest(f"the {what} contains an object whose keys are not all strings") from error
+    except ValueError as error:
+        raise InvalidRequest(f"the {what} cannot be read as JSON: {error}") from error
     if size > max_bytes:
         raise TooLarge(f"the {what} is larger than {max_bytes} bytes")

@@ -6,12 +6,13 @@ Each test here failed against the gateway before the fix it describes (issue 13)
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import pytest
 
 from stirfried import protocol
 from stirfried.server.caller import Authenticator
-from tests.helpers import post_task, wait_for_state
+from tests.helpers import post_task, url_of, wait_for_state
 
 AUTH_SECRET = "a secret for hostile-client tests, 32+ bytes"
 TOKENS = Authenticator(AUTH_SECRET, anonymous=False)
@@ -174,3 +175,151 @@ async def test_a_hung_result_backend_does_not_stop_publishes(start_gateway, conn
     read_replies, published = results[:40], results[40:]
     assert all(reply["status"] == "failed" for reply in read_replies)
     assert [status for status, _ in published] == [201] * 20, published
+
+
+# -- cross-site requests ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"]
+)
+async def test_a_body_that_is_not_declared_json_is_a_415(gateway, http, content_type):
+    # What a cross-site page can send without a CORS preflight.
+    body = '{"task_name": "add", "args": [1, 2]}'
+
+    async with http.post(
+        url_of(gateway, "/task"), data=body, headers={"Content-Type": content_type}
+    ) as response:
+        answer = await response.json()
+
+    assert response.status == 415 and "application/json" in answer["data"], answer
+
+
+async def test_a_dns_rebinding_page_is_not_the_gateways_own_origin(gateway, http):
+    evil = {"Host": "evil.example:8000", "Origin": "http://evil.example:8000"}
+    asks_to_post = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+
+    async with http.options(url_of(gateway, "/task"), headers={**evil, **asks_to_post}) as response:
+        assert response.status == 403
+    handshake = {"EIO": "4", "transport": "polling"}
+    async with http.get(url_of(gateway, "/socket.io/"), params=handshake, headers=evil) as response:
+        assert response.status == 400
+    # The same page on loopback (the development setup) is the gateway's own.
+    local = {"Host": f"127.0.0.1:{gateway.port}", "Origin": f"http://127.0.0.1:{gateway.port}"}
+    async with http.options(url_of(gateway, "/task"), headers={**local, **asks_to_post}) as response:
+        assert response.status == 204
+
+
+# -- bad input ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ('{"task_name": "add", "args": [' + "9" * 5000 + ", 1]}", "5000 digits"),
+        ('{"task_name": "add", "args": [NaN, 1]}', "NaN"),
+        ('{"task_name": "add", "kwargs": {"x": -Infinity}}', "-Infinity"),
+    ],
+    ids=["huge-int", "nan", "infinity"],
+)
+async def test_numbers_tasks_cannot_take_are_a_400_naming_them(gateway, http, body, named):
+    async with http.post(
+        url_of(gateway, "/task"), data=body, headers={"Content-Type": "application/json"}
+    ) as response:
+        answer = await response.json()
+
+    assert response.status == 400 and named in answer["data"], answer
+
+
+async def test_a_huge_integer_over_socketio_gets_a_failed_reply(gateway, connect):
+    client = await connect(gateway)
+    # Python's own limit would stop this test's client from encoding the digits.
+    limit = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        reply = await client.call("send_task", {"task_name": "add", "args": [10**4500, 1]})
+    finally:
+        sys.set_int_max_str_digits(limit)
+
+    assert reply["status"] == "failed" and "digits" in reply["data"], reply
+
+
+async def test_a_msgpack_map_with_bytes_keys_gets_a_failed_reply(start_gateway, connect):
+    gateway = await start_gateway(socketio_serializer="msgpack")
+    client = await connect(gateway, serializer="msgpack")
+
+    reply = await client.call("send_task", {"task_name": "add", "args": [{b"key": 1}, 2]})
+
+    assert reply["status"] == "failed" and "keys are not all strings" in reply["data"], reply
+
+
+@pytest.mark.parametrize("event", ["*", "connect", "disconnect"])
+async def test_reserved_and_odd_event_names_get_a_failed_reply(gateway, connect, event):
+    client = await connect(gateway)
+
+    reply = await client.sio.call(event, timeout=10)
+
+    assert reply["status"] == "failed", reply
+    assert (await client.call("send_task", {"task_name": "add", "args": [1, 2]}))["status"] == "success"
+
+
+# -- logs and Redis -------------------------------------------------------------------------
+
+
+async def test_subscription_tokens_are_masked_in_the_access_log(gateway_config, tmp_path, workers, http):
+    from tests import services
+
+    config = services.write_config(tmp_path / "gateway.yaml", gateway_config())
+    log = tmp_path / "gateway.log"
+    async with services.gateway_process(config, log) as running:
+        async with http.get(
+            f"{running.url}/task/some-task/events", params={"token": "SECRET-TOKEN-VALUE"}
+        ) as response:
+            assert response.status == 403
+
+    text = log.read_text()
+    assert "/task/some-task/events?token=***" in text
+    assert "SECRET-TOKEN-VALUE" not in text
+
+
+def test_check_config_masks_secrets_at_any_depth(tmp_path):
+    import subprocess
+    import sys
+
+    config_path = tmp_path / "gateway.yaml"
+    config_path.write_text(
+        "stirfried: {anonymous: true}\n"
+        "broker_transport_options:\n  sentinel_kwargs: {password: hunter2}\n  global_keyprefix: x\n"
+        "result_backend_transport_options: {retry_policy: {max_retries: 1}, Auth_Token: sesame}\n"
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-m", "stirfried.server", "--check-config", "--config", str(config_path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert "hunter2" not in result.stdout and "sesame" not in result.stdout
+    assert "password: '***'" in result.stdout and "global_keyprefix: x" in result.stdout
+
+
+async def test_a_redis_that_dropped_its_connections_is_invisible_to_the_next_request(
+    gateway, http, redis_url
+):
+    import redis.asyncio
+
+    _, body = await post_task(http, gateway, {"task_name": "add", "args": [1, 2]})
+    task_events = url_of(gateway, f"/task/{body['data']}/events")
+    async with http.get(task_events, params={"token": body["token"]}) as response:
+        assert response.status == 200
+        await response.read()
+
+    # What a Redis restart does to the gateway's pooled connections.
+    admin = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        await admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    finally:
+        await admin.aclose()
+
+    async with http.get(task_events, params={"token": body["token"]}) as response:
+        assert response.status == 200, await response.text()
