@@ -41,6 +41,51 @@ class JsonFormatter(logging.Formatter):
         return mask_secrets(json.dumps(entry))
 
 
+# python-socketio and python-engineio log what a client's malformed frame raises as
+# an ERROR with a traceback ("message async handler error"). Those are the client's
+# mistakes, not the server's.
+CLIENT_MISTAKE_LOGGERS = ("engineio.server", "socketio.server")
+# What parsing a malformed frame raises (UnicodeDecodeError, json's and msgpack's errors
+# are ValueErrors).
+CLIENT_MISTAKES = (ValueError, TypeError, KeyError, IndexError)
+# At most this many of them are written per window; the rest are counted.
+CLIENT_MISTAKES_PER_WINDOW = 10
+CLIENT_MISTAKE_WINDOW = 60.0
+
+
+class ClientMistakes(logging.Filter):
+    """Turns an exception python-socketio or python-engineio logs while handling a
+    client's frame into one brief, rate-limited warning without the traceback."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._window_start = 0.0
+        self._written = 0
+        self._dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info is None or record.levelno < logging.ERROR:
+            return True
+        error = record.exc_info[1]
+        if not isinstance(error, CLIENT_MISTAKES):
+            return True  # anything else may be a real server error: keep its traceback
+        if record.created - self._window_start > CLIENT_MISTAKE_WINDOW:
+            self._window_start, self._written, dropped = record.created, 0, self._dropped
+            self._dropped = 0
+        else:
+            dropped = 0
+        if self._written >= CLIENT_MISTAKES_PER_WINDOW:
+            self._dropped += 1
+            return False
+        self._written += 1
+        suffix = f" ({dropped} more in the last minute not shown)" if dropped else ""
+        record.msg = "a client sent a message the gateway refused: %s: %s" + suffix
+        record.args = (type(error).__name__, error)
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info = record.exc_text = None
+        return True
+
+
 def configure_logging(level: str, json_lines: bool) -> None:
     """Send all logs to stderr (journald picks them up) in the configured format."""
     handler = logging.StreamHandler(sys.stderr)
@@ -51,3 +96,9 @@ def configure_logging(level: str, json_lines: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    mistakes = ClientMistakes()
+    for name in CLIENT_MISTAKE_LOGGERS:
+        logger = logging.getLogger(name)
+        for old in [f for f in logger.filters if isinstance(f, ClientMistakes)]:
+            logger.removeFilter(old)
+        logger.addFilter(mistakes)

@@ -15,6 +15,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.driver_info import DriverInfo
 
+# How the gateway's connections show in CLIENT LIST.
+CLIENT_NAME = "stirfried-gateway"
 # redis.__version__ is read once, when redis is imported.
 DRIVER_INFO = DriverInfo(lib_version=redis.__version__)
 
@@ -26,6 +28,7 @@ def client_options(timeout: float) -> dict[str, Any]:
     ConnectionError; one immediate retry on a new connection makes that invisible.
     """
     return {
+        "client_name": CLIENT_NAME,
         "socket_connect_timeout": timeout,
         "socket_timeout": timeout,
         "driver_info": DRIVER_INFO,

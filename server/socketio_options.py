@@ -12,12 +12,12 @@ import socketio
 from stirfried.config import SOCKETIO_PREFIX, Config
 from stirfried.server.event_relay import RelayingRedisManager, TaskEventRelay
 from stirfried.server.origins import OriginPolicy
-from stirfried.server.task_request import ClientJson
+from stirfried.server.socketio_packets import packet_class
 from stirfried.settings import ConfigError
 
 # Set by the gateway itself: the web framework, the Redis manager that shares
 # events between gateway processes and workers, and the JSON codec that parses
-# what clients send (task_request.ClientJson).
+# what clients send (socketio_packets: its packet class has it).
 GATEWAY_OWNED_OPTIONS = frozenset({"async_mode", "client_manager", "json"})
 # Decided by stirfried_cors_origins, for HTTP and Socket.IO alike.
 ORIGIN_OPTIONS = frozenset({"cors_allowed_origins"})
@@ -76,4 +76,9 @@ def create_socketio_server(
         if redis_url
         else None
     )
-    return socketio.AsyncServer(async_mode="aiohttp", client_manager=manager, json=ClientJson, **options)
+    options["serializer"] = packet_class(
+        options.get("serializer", "default"),
+        binary_arguments=config.celery.get("task_serializer") == "msgpack",
+        max_bytes=config.stirfried.max_request_bytes,
+    )
+    return socketio.AsyncServer(async_mode="aiohttp", client_manager=manager, **options)

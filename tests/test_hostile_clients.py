@@ -12,6 +12,7 @@ import pytest
 
 from stirfried import protocol
 from stirfried.server.caller import Authenticator
+from stirfried.server.redis_clients import CLIENT_NAME
 from tests.helpers import post_task, url_of, wait_for_state
 
 AUTH_SECRET = "a secret for hostile-client tests, 32+ bytes"
@@ -314,12 +315,49 @@ async def test_a_redis_that_dropped_its_connections_is_invisible_to_the_next_req
         assert response.status == 200
         await response.read()
 
-    # What a Redis restart does to the gateway's pooled connections.
+    # What a Redis restart does to the gateway's pooled connections (only the gateway's:
+    # the session's workers share this server).
     admin = redis.asyncio.Redis.from_url(redis_url)
     try:
-        await admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        for client in await admin.client_list():
+            if client["name"] == CLIENT_NAME:
+                await admin.client_kill_filter(_id=client["id"])
     finally:
         await admin.aclose()
 
     async with http.get(task_events, params={"token": body["token"]}) as response:
         assert response.status == 200, await response.text()
+
+
+# -- binary attachments -------------------------------------------------------------------
+
+
+async def test_announced_binary_attachments_cannot_pile_up_in_the_gateway(gateway_config, tmp_path, workers):
+    import aiohttp
+    import psutil
+
+    from tests import services
+
+    config = services.write_config(tmp_path / "gateway.yaml", gateway_config())
+    log = tmp_path / "gateway.log"
+    async with services.gateway_process(config, log) as running, aiohttp.ClientSession() as http:
+        memory = psutil.Process(running.process.pid)
+        before = memory.memory_info().rss
+        url = running.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+        async with http.ws_connect(url) as websocket:
+            assert (await websocket.receive_str()).startswith("0")
+            await websocket.send_str("40")
+            assert (await websocket.receive_str()).startswith("40")
+            # A BINARY_EVENT announcing a million attachments, then 30 MB of them.
+            await websocket.send_str('451000000-["send_task",{"_placeholder":true,"num":0}]')
+            for _ in range(300):
+                await websocket.send_bytes(b"x" * 100_000)
+            await websocket.send_str("3")  # a ping-sized frame: the connection is still read
+        grown = memory.memory_info().rss - before
+        async with http.get(running.url + "/healthz") as response:
+            assert response.status == 200
+
+    assert grown < 10_000_000, f"the gateway grew by {grown / 1e6:.1f} MB"
+    text = log.read_text()
+    assert "a client sent a message the gateway refused" in text and "binary attachments" in text
+    assert "Traceback" not in text

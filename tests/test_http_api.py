@@ -7,6 +7,8 @@ import time
 
 from tests.helpers import post_task, url_of, wait_for_state
 
+JSON = {"Content-Type": "application/json"}
+
 
 async def test_post_task_answers_201_with_the_task_id_and_the_task_runs(gateway, http):
     status, body = await post_task(http, gateway, {"task_name": "add", "args": [20, 22]})
@@ -64,7 +66,7 @@ async def test_revoking_a_queued_task_prevents_its_run(gateway, http):
 
 
 async def test_invalid_json_is_a_400_naming_the_problem(gateway, http):
-    async with http.post(url_of(gateway, "/task"), data=b"{not json") as response:
+    async with http.post(url_of(gateway, "/task"), data=b"{not json", headers=JSON) as response:
         body = await response.json()
     assert response.status == 400
     assert body["status"] == "failed"
@@ -82,7 +84,7 @@ async def test_task_object_errors_are_400_naming_the_field(gateway, http):
         '{"task_name": "add", "room": 5}': "'room' must be",
     }
     for body, message in cases.items():
-        async with http.post(url_of(gateway, "/task"), data=body) as response:
+        async with http.post(url_of(gateway, "/task"), data=body, headers=JSON) as response:
             reply = await response.json()
         assert response.status == 400, body
         assert reply["status"] == "failed" and message in reply["data"], (body, reply)
@@ -128,6 +130,7 @@ async def test_unknown_path_is_a_json_404(gateway, http):
 
 
 async def test_oversized_body_is_a_json_413(gateway, http):
-    async with http.post(url_of(gateway, "/task"), data=io.BytesIO(b"x" * (2 * 1024 * 1024))) as response:
+    big = io.BytesIO(b"x" * (2 * 1024 * 1024))
+    async with http.post(url_of(gateway, "/task"), data=big, headers=JSON) as response:
         assert response.status == 413
         assert (await response.json())["status"] == "failed"

@@ -149,8 +149,9 @@ class StirfriedSettings:
     )
     cors_origins: tuple[str, ...] = _setting(
         (),
-        "Other origins (e.g. `https://app.example.com`) whose pages may call the HTTP and "
-        "Socket.IO APIs. Empty: the gateway's own origin only.",
+        "Origins (e.g. `https://app.example.com`) whose pages may call the HTTP and Socket.IO "
+        "APIs, the gateway's own public origin included. Empty: only pages served from a loopback "
+        "address (`http://127.0.0.1:8000`, the development setup).",
     )
     progress_rate: float = _setting(
         0.0,
