@@ -26,6 +26,7 @@ from stirfried.server.app_keys import (
     CALLERS,
     CELERY,
     CONFIG,
+    CONNECTIONS,
     METRICS,
     REDIS,
     SCHEDULER,
@@ -38,7 +39,7 @@ from stirfried.server.development.example_page import example_page_routes
 from stirfried.server.event_log import EventLog
 from stirfried.server.event_relay import RelayingRedisManager, TaskEventRelay
 from stirfried.server.http_api import http_routes, json_errors
-from stirfried.server.limits import RateLimiter
+from stirfried.server.limits import ConnectionCounter, RateLimiter
 from stirfried.server.metrics import GatewayMetrics
 from stirfried.server.origins import OriginPolicy
 from stirfried.server.scheduling import TaskScheduler
@@ -143,6 +144,7 @@ def task_services(relay: TaskEventRelay) -> CleanupContext:
         tokens = subscription_tokens(settings.token_secret, settings.auth_secret)
         app[ACCESS] = TaskAccess(app[CALLERS].authenticator, tokens, client, settings.event_log_ttl)
         app[BUDGET] = RateLimiter(settings.rate_limit, settings.rate_burst)
+        app[CONNECTIONS] = ConnectionCounter(settings.max_connections_per_ip)
         app[SCHEDULER] = TaskScheduler(app[CELERY], settings, app[METRICS], app[ACCESS], app[BUDGET])
         event_log = EventLog(client) if client is not None else None
         app[SUBSCRIPTIONS] = TaskSubscriptions(app[SOCKETIO], relay, event_log, app[CELERY], settings)
@@ -166,6 +168,7 @@ def socketio_server(relay: TaskEventRelay) -> CleanupContext:
                 app[CALLERS],
                 app[ACCESS],
                 app[BUDGET],
+                app[CONNECTIONS],
                 settings,
             ).register()
             app[METRICS].count_clients_with(lambda: len(sio.eio.sockets))

@@ -13,7 +13,7 @@ from aiohttp import web
 from stirfried.config import Config
 from stirfried.server.caller import Callers
 from stirfried.server.celery_facade import CeleryFacade
-from stirfried.server.limits import RateLimiter
+from stirfried.server.limits import ConnectionCounter, RateLimiter
 from stirfried.server.metrics import GatewayMetrics
 from stirfried.server.scheduling import TaskScheduler
 from stirfried.server.subscriptions import TaskSubscriptions
@@ -33,5 +33,7 @@ READINESS_REDIS = web.AppKey("stirfried_readiness_redis", redis.asyncio.Redis)
 # Built by app.task_services from the resources above.
 ACCESS = web.AppKey("stirfried_access", TaskAccess)
 BUDGET = web.AppKey("stirfried_budget", RateLimiter)
+# Long-lived connections per address: Socket.IO clients and SSE streams.
+CONNECTIONS = web.AppKey("stirfried_connections", ConnectionCounter)
 SCHEDULER = web.AppKey("stirfried_scheduler", TaskScheduler)
 SUBSCRIPTIONS = web.AppKey("stirfried_subscriptions", TaskSubscriptions)

@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import logging
+import resource
 import signal
 import socket
 import sys
@@ -83,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(effective_settings(config), end="")
             return 0
         configure_logging(config.stirfried.log_level, config.stirfried.log_json)
+        raise_open_file_limit()
         check_port_free(arguments.host, arguments.port)
         # Until serve() takes over, SIGTERM and SIGHUP unwind like Ctrl-C, so that
         # what has been started (Valkey, workers) is stopped.
@@ -145,6 +148,18 @@ def _stopping(signal_number: int, frame: object) -> None:
 def _handle_stop_signals(handler: Callable[[int, Any], None]) -> None:
     for signal_number in STOP_SIGNALS:
         signal.signal(signal_number, handler)
+
+
+def raise_open_file_limit() -> None:
+    """Let the gateway hold as many connections as the hard limit allows: each client is a
+    descriptor, and the usual soft limit (1024) would turn away everyone at ~1000."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as error:
+            logging.getLogger(__name__).warning("could not raise the open-file limit: %s", error)
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -35,3 +35,9 @@ class EventLog:
             pipe.exists(protocol.event_sequence_key(task_id))
             entries, exists = await pipe.execute()
         return LogRead([protocol.decode_log_entry(fields) for _id, fields in entries], bool(exists))
+
+    async def last_event(self, task_id: str) -> TaskEvent | None:
+        """The newest logged event of ``task_id``, if any."""
+        entries = await self._redis.xrevrange(protocol.event_log_key(task_id), count=1)
+        fields = entries[0][1] if entries else None
+        return protocol.decode_log_entry(fields) if fields else None  # type: ignore[arg-type]

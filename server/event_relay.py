@@ -40,6 +40,9 @@ Deliver = Callable[[Message], Awaitable[None]]
 # then reconnects with Last-Event-ID and catches up from the log.
 STREAM_BACKLOG = 10_000
 
+# Unsubscribed tasks remembered per client (see TaskEventRelay.unsubscribed).
+MAX_UNSUBSCRIBED_PER_CLIENT = 1000
+
 StreamQueue = asyncio.Queue[TaskEvent | None]
 """An SSE stream's live events; None ends the stream."""
 
@@ -58,7 +61,10 @@ class TaskEventRelay:
         # task id -> sids that unsubscribed from it: the task's events also name the
         # scheduling client's own room, so leaving the task's room is not enough.
         self._unsubscribed: dict[str, set[str]] = {}
-        self._unsubscribed_by_sid: dict[str, set[str]] = {}
+        # sids whose token expired on an open connection: they receive no task events
+        self._expired: set[str] = set()
+        # sid -> those task ids, oldest first (a dict as an ordered set)
+        self._unsubscribed_by_sid: dict[str, dict[str, None]] = {}
 
     async def relay(self, message: Message, deliver: Deliver) -> None:
         """Route one pub/sub message; ``deliver`` sends it to this process's clients."""
@@ -80,6 +86,7 @@ class TaskEventRelay:
             else:
                 queue.put_nowait(event)
         skipped = list(self._unsubscribed.get(task_id, ()))
+        skipped.extend(self._expired)
         held = self._held.get(task_id)
         if held:
             for events_held in held.values():
@@ -120,21 +127,39 @@ class TaskEventRelay:
                 del self._streams[task_id]
 
     def unsubscribed(self, sid: str, task_id: str) -> None:
-        """Keep the task's events from ``sid``, also those addressed to its own room."""
+        """Keep the task's events from ``sid``, also those addressed to its own room.
+
+        At most MAX_UNSUBSCRIBED_PER_CLIENT are remembered per client, the oldest
+        forgotten first: ids are the client's to invent, memory is not.
+        """
+        tasks = self._unsubscribed_by_sid.setdefault(sid, {})
+        tasks.pop(task_id, None)
+        tasks[task_id] = None
         self._unsubscribed.setdefault(task_id, set()).add(sid)
-        self._unsubscribed_by_sid.setdefault(sid, set()).add(task_id)
+        while len(tasks) > MAX_UNSUBSCRIBED_PER_CLIENT:
+            oldest = next(iter(tasks))
+            del tasks[oldest]
+            self._discard_unsubscribed(sid, oldest)
+
+    def is_unsubscribed(self, sid: str, task_id: str) -> bool:
+        return task_id in self._unsubscribed_by_sid.get(sid, {})
 
     def resubscribed(self, sid: str, task_id: str) -> None:
         """Undo :meth:`unsubscribed`."""
         tasks = self._unsubscribed_by_sid.get(sid)
         if tasks is not None and task_id in tasks:
-            tasks.discard(task_id)
+            del tasks[task_id]
             if not tasks:
                 del self._unsubscribed_by_sid[sid]
             self._discard_unsubscribed(sid, task_id)
 
+    def expired(self, sid: str) -> None:
+        """Keep every task event from ``sid`` (its token expired)."""
+        self._expired.add(sid)
+
     def forget(self, sid: str) -> None:
         """Drop what is kept for a client that disconnected."""
+        self._expired.discard(sid)
         for task_id in self._unsubscribed_by_sid.pop(sid, ()):
             self._discard_unsubscribed(sid, task_id)
 

@@ -12,8 +12,10 @@ Every refusal is answered by :func:`json_errors` through :mod:`errors`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,10 +23,20 @@ from aiohttp import web
 
 from stirfried.protocol import TaskEvent
 from stirfried.server import replies
-from stirfried.server.app_keys import ACCESS, BUDGET, CALLERS, CELERY, CONFIG, SCHEDULER, SUBSCRIPTIONS
+from stirfried.server.app_keys import (
+    ACCESS,
+    BUDGET,
+    CALLERS,
+    CELERY,
+    CONFIG,
+    CONNECTIONS,
+    SCHEDULER,
+    SUBSCRIPTIONS,
+)
 from stirfried.server.caller import ANONYMOUS, Caller
 from stirfried.server.errors import (
     InvalidRequest,
+    RateLimited,
     Refusal,
     Refused,
     TooLarge,
@@ -101,23 +113,49 @@ async def task_events(request: web.Request) -> web.StreamResponse:
     request.app[BUDGET].take(caller.rate_key, READ_COST)
     await request.app[ACCESS].check_follow(caller.principal, task_id, request.query.get("token"))
     after = parse_after(request.headers.get("Last-Event-ID", request.query.get("after")))
+    connections = request.app[CONNECTIONS]
+    if not connections.open(caller.address):
+        raise RateLimited("too many connections from this address")
+    try:
+        return await _stream_events(request, task_id, after, caller.principal.expires)
+    finally:
+        connections.close(caller.address)
+
+
+async def _stream_events(
+    request: web.Request, task_id: str, after: int, until: float | None
+) -> web.StreamResponse:
+    """Write the task's events as they come; the stream ends with the task, at shutdown,
+    or when the caller's token expires (it must not receive events after that)."""
     events = request.app[SUBSCRIPTIONS].stream(task_id, after, idle=KEEPALIVE_SECONDS)
+    # Started on the first event: until then a failure (Redis down) is still a JSON 503.
     response: web.StreamResponse | None = None
     try:
-        async for event in events:
-            if response is None:
-                response = await _start_stream(request)
-            await response.write(b": keepalive\n\n" if event is None else format_event(event))
-        if response is None:
-            response = await _start_stream(request)
-        await response.write_eof()
+        async with asyncio.timeout_at(_loop_time(until)):
+            async for event in events:
+                if response is None:
+                    response = await _start_stream(request)
+                await response.write(b": keepalive\n\n" if event is None else format_event(event))
+    except TimeoutError:
+        pass  # the token expired: end the stream
     except ConnectionResetError:
         # The client left mid-stream (EventSource closed, curl stopped): its choice, not an error.
         logger.debug("SSE client of task %s went away", task_id)
+        assert response is not None
+        return response
     finally:
         await events.aclose()
-    assert response is not None  # a write can only fail on a started stream
+    if response is None:
+        response = await _start_stream(request)
+    await response.write_eof()
     return response
+
+
+def _loop_time(unix_time: float | None) -> float | None:
+    """``unix_time`` on the event loop's clock (for asyncio.timeout_at); None stays None."""
+    if unix_time is None:
+        return None
+    return asyncio.get_running_loop().time() + (unix_time - time.time())
 
 
 def format_event(event: TaskEvent) -> bytes:

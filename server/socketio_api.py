@@ -7,7 +7,9 @@ instead of an exception inside the server.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -48,6 +50,7 @@ class SocketIOApi:
         callers: Callers,
         access: TaskAccess,
         budget: RateLimiter,
+        connections: ConnectionCounter,
         settings: StirfriedSettings,
     ) -> None:
         self._budget = budget
@@ -58,7 +61,9 @@ class SocketIOApi:
         self._callers = callers
         self._access = access
         self._settings = settings
-        self._connections = ConnectionCounter(settings.max_connections_per_ip)
+        self._connections = connections
+        # sid -> the timer that silences it when its token expires
+        self._expiries: dict[str, asyncio.TimerHandle] = {}
 
     def register(self) -> None:
         """Attach the handlers the feature flags leave switched on."""
@@ -88,7 +93,17 @@ class SocketIOApi:
         if not self._connections.open(caller.address):
             raise socketio.exceptions.ConnectionRefusedError("too many connections from this address")
         await self._sio.save_session(sid, caller)
+        if caller.principal.expires is not None:
+            # Expiry holds on an open connection too: no events after it.
+            delay = max(0.0, caller.principal.expires - time.time())
+            self._expiries[sid] = asyncio.get_running_loop().call_later(delay, self._expire, sid)
         return None
+
+    def _expire(self, sid: str) -> None:
+        """A client's token expired: no more events reach it, and its requests get "the token
+        has expired" (clients with a fresh token reconnect and resubscribe)."""
+        self._expiries.pop(sid, None)
+        self._subscriptions.expired(sid)
 
     async def disconnect(self, sid: str, reason: Any = None) -> Reply | None:
         if self._emitted_by_client(sid):
@@ -96,6 +111,9 @@ class SocketIOApi:
         caller = await self._caller(sid)
         if caller is not UNKNOWN_CALLER:
             self._connections.close(caller.address)
+        expiry = self._expiries.pop(sid, None)
+        if expiry is not None:
+            expiry.cancel()
         self._subscriptions.forget(sid)
         return None
 
@@ -145,6 +163,7 @@ class SocketIOApi:
 
     async def _subscribe_task(self, sid: str, data: Any) -> Reply:
         request = parse_subscription(data)
+        self._subscriptions.intend(sid, request.task_id)
         caller = await self._caller(sid)
         self._budget.take(caller.rate_key, READ_COST)
         await self._access.check_follow(caller.principal, request.task_id, request.token)

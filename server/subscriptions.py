@@ -59,8 +59,16 @@ class TaskSubscriptions:
         self._celery = celery
         self._settings = settings
 
+    def intend(self, sid: str, task_id: str) -> None:
+        """Note, as a ``subscribe_task`` arrives and before anything is awaited, that it
+        came after any earlier ``unsubscribe_task``: requests win in the order they came."""
+        self._relay.resubscribed(sid, task_id)
+
     async def subscribe(self, sid: str, task_id: str, after: int) -> int:
-        """Join ``sid`` to the task's room and replay what it missed; return events replayed."""
+        """Join ``sid`` to the task's room and replay what it missed; return events replayed.
+
+        Call :meth:`intend` first, when the request arrives.
+        """
         with self._relay.holding(task_id, sid) as held:
             room = protocol.task_room(task_id)
             await self._sio.enter_room(sid, room)
@@ -69,7 +77,10 @@ class TaskSubscriptions:
             except Exception:
                 await self._sio.leave_room(sid, room)
                 raise
-            self._relay.resubscribed(sid, task_id)
+            if self._relay.is_unsubscribed(sid, task_id):
+                # An unsubscribe_task that came in meanwhile wins.
+                await self._sio.leave_room(sid, room)
+                return 0
             delivered = after
             for event in history:
                 await self._send(sid, event)
@@ -83,8 +94,12 @@ class TaskSubscriptions:
 
     async def unsubscribe(self, sid: str, task_id: str) -> None:
         """Stop the task's events to ``sid``, also those addressed to its own room."""
+        self._relay.unsubscribed(sid, task_id)  # first: a subscribe still under way sees it
         await self._sio.leave_room(sid, protocol.task_room(task_id))
-        self._relay.unsubscribed(sid, task_id)
+
+    def expired(self, sid: str) -> None:
+        """The client's token expired: none of its tasks' events reach it any more."""
+        self._relay.expired(sid)
 
     def forget(self, sid: str) -> None:
         """Drop what is kept for a client that disconnected."""
@@ -98,7 +113,10 @@ class TaskSubscriptions:
         """
         with self._relay.stream(task_id) as queue:
             delivered = after
-            for event in await self._history(task_id, after):
+            history = await self._history(task_id, after)
+            if not history and after and self._log is not None and await self._ended_by(task_id, after):
+                return  # resumed at its final event (what EventSource does by itself)
+            for event in history:
                 yield event
                 delivered = event.event_id
                 if event.name in protocol.FINAL_EVENTS:
@@ -116,6 +134,15 @@ class TaskSubscriptions:
                     delivered = live.event_id
                     if live.name in protocol.FINAL_EVENTS:
                         return
+
+    async def _ended_by(self, task_id: str, after: int) -> bool:
+        """Whether the task's logged final event is at or before ``after``."""
+        assert self._log is not None
+        try:
+            last = await self._log.last_event(task_id)
+        except (redis.RedisError, OSError) as error:
+            raise CeleryUnavailable(f"cannot read the task's event log from Redis: {error}") from error
+        return last is not None and last.event_id <= after and last.name in protocol.FINAL_EVENTS
 
     async def _send(self, sid: str, event: TaskEvent) -> None:
         # Only this process holds the client: no need to go through Redis.

@@ -17,12 +17,17 @@ class EventClient:
     """A real ``socketio.AsyncClient`` plus a log of every event it received."""
 
     def __init__(
-        self, headers: dict[str, str] | None = None, serializer: str = "default", reconnection: bool = False
+        self,
+        headers: dict[str, str] | None = None,
+        serializer: str = "default",
+        reconnection: bool = False,
+        auth: dict[str, str] | None = None,
     ) -> None:
         self.sio = socketio.AsyncClient(
             reconnection=reconnection, reconnection_delay=0.2, reconnection_delay_max=1, serializer=serializer
         )
         self.headers = headers or {}
+        self.auth = auth
         self.events: list[Event] = []
         self._changed = asyncio.Event()
         self.sio.on("*", self._record)
@@ -32,7 +37,9 @@ class EventClient:
         self._changed.set()
 
     async def connect(self, url: str) -> None:
-        await self.sio.connect(url, headers=self.headers, transports=["websocket"], wait_timeout=10)
+        await self.sio.connect(
+            url, headers=self.headers, auth=self.auth, transports=["websocket"], wait_timeout=10
+        )
 
     async def disconnect(self) -> None:
         if self.sio.connected:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -361,3 +363,109 @@ async def test_announced_binary_attachments_cannot_pile_up_in_the_gateway(gatewa
     text = log.read_text()
     assert "a client sent a message the gateway refused" in text and "binary attachments" in text
     assert "Traceback" not in text
+
+
+# -- streams and connections ----------------------------------------------------------------
+
+
+async def test_an_sse_stream_ends_when_its_token_expires(start_gateway, http):
+    gateway = await start_gateway(stirfried_anonymous=False, stirfried_auth_secret=AUTH_SECRET)
+    token = TOKENS.mint("alice", ["slow_progress"], ttl=2)
+    _, body = await post_task(
+        http, gateway, {"task_name": "slow_progress", "args": [30, 0.5]}, headers=bearer(token)
+    )
+    follower = TOKENS.mint("alice", [], follow=[body["data"]], ttl=2)
+    started = asyncio.get_running_loop().time()
+
+    async with http.get(
+        url_of(gateway, f"/task/{body['data']}/events"), headers=bearer(follower)
+    ) as response:
+        text = await response.text()
+
+    assert asyncio.get_running_loop().time() - started < 6  # the task itself runs 15 s
+    assert "on_return" not in text
+
+
+async def test_resuming_a_finished_tasks_stream_at_its_last_event_ends_at_once(gateway, http):
+    _, body = await post_task(http, gateway, {"task_name": "add", "args": [1, 2]})
+    events = url_of(gateway, f"/task/{body['data']}/events")
+    async with http.get(events, params={"token": body["token"]}) as response:
+        last_id = [line for line in (await response.text()).splitlines() if line.startswith("id: ")][-1][4:]
+
+    # What a browser's EventSource does after the stream ended: reconnect with Last-Event-ID.
+    headers = {"Last-Event-ID": last_id}
+    async with asyncio.timeout(5):
+        async with http.get(events, params={"token": body["token"]}, headers=headers) as response:
+            assert response.status == 200 and await response.text() == ""
+
+
+async def test_an_unsubscribe_right_after_a_subscribe_wins(gateway, http, connect):
+    _, body = await post_task(http, gateway, {"task_name": "slow_progress", "args": [6, 0.3]})
+    await asyncio.sleep(0.5)  # some events are in the task's log by now
+    client = await connect(gateway)
+    subscribed: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+
+    # Sent in this order, back to back: the later request must win.
+    await client.sio.emit(
+        "subscribe_task", {"task_id": body["data"], "token": body["token"]}, callback=subscribed.set_result
+    )
+    unsubscribed = await client.call("unsubscribe_task", body["data"])
+    assert (await subscribed)["status"] == unsubscribed["status"] == "success"
+    await asyncio.sleep(2.5)
+
+    assert client.events_for(body["data"]) == []
+
+
+async def test_unsubscribing_from_made_up_task_ids_keeps_a_bounded_record(gateway, connect, unique):
+    from stirfried.server.app_keys import SUBSCRIPTIONS
+    from stirfried.server.event_relay import MAX_UNSUBSCRIBED_PER_CLIENT
+
+    client = await connect(gateway)
+    for n in range(MAX_UNSUBSCRIBED_PER_CLIENT + 200):
+        await client.sio.emit("unsubscribe_task", f"made-up-{unique}-{n}")
+    await client.call("unsubscribe_task", f"made-up-{unique}-last")
+
+    relay = gateway.app[SUBSCRIPTIONS]._relay
+    assert len(relay._unsubscribed_by_sid[client.sid]) == MAX_UNSUBSCRIBED_PER_CLIENT
+
+
+async def test_sse_streams_count_against_the_connections_per_address(start_gateway, http, connect):
+    gateway = await start_gateway(stirfried_max_connections_per_ip=2)
+    _, body = await post_task(http, gateway, {"task_name": "slow_progress", "args": [20, 0.5]})
+    events = url_of(gateway, f"/task/{body['data']}/events")
+
+    async with http.get(events, params={"token": body["token"]}) as first:
+        await first.content.readline()
+        await connect(gateway)  # the second connection of this address
+        async with http.get(events, params={"token": body["token"]}) as third:
+            refused = await third.json()
+
+    assert third.status == 429 and "too many connections" in refused["data"]
+
+
+async def test_the_gateway_raises_its_open_file_limit(gateway_config, tmp_path, workers):
+    import resource
+
+    from tests import services
+
+    config = services.write_config(tmp_path / "gateway.yaml", gateway_config())
+    async with services.gateway_process(config, tmp_path / "gateway.log") as running:
+        limits = Path(f"/proc/{running.process.pid}/limits").read_text()
+
+    [line] = [line for line in limits.splitlines() if line.startswith("Max open files")]
+    soft, hard = line.split()[3:5]
+    assert soft == hard == str(resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+
+
+async def test_an_expired_token_receives_no_more_events_on_an_open_connection(start_gateway, connect):
+    gateway = await start_gateway(stirfried_anonymous=False, stirfried_auth_secret=AUTH_SECRET)
+    client = await connect(gateway, auth={"token": TOKENS.mint("alice", ["slow_progress"], ttl=2)})
+
+    task_id = await client.send_task({"task_name": "slow_progress", "args": [20, 0.25]})
+    await asyncio.sleep(3)  # the token expired after 1 to 2 s
+    received = len(client.events_for(task_id))
+    await asyncio.sleep(2)
+
+    assert 0 < received == len(client.events_for(task_id))
+    reply = await client.call("task_info", task_id)
+    assert reply == {"status": "failed", "data": "the token has expired"}
