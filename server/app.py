@@ -43,6 +43,7 @@ from stirfried.server.limits import ConnectionCounter, RateLimiter
 from stirfried.server.metrics import GatewayMetrics
 from stirfried.server.origins import OriginPolicy
 from stirfried.server.scheduling import TaskScheduler
+from stirfried.server.session_guard import SessionGuard
 from stirfried.server.socketio_api import SocketIOApi, drop_connections
 from stirfried.server.socketio_options import create_socketio_server
 from stirfried.server.subscriptions import TaskSubscriptions
@@ -69,14 +70,7 @@ def create_app(config: Config) -> web.Application:
         logger.warning("stirfried_redis_url is not set: workers cannot send events to this gateway's clients")
     origins = OriginPolicy(settings.cors_origins)
     metrics = GatewayMetrics.create(settings.available_tasks)
-    app = web.Application(
-        middlewares=[metrics.measure_requests(), json_errors, origins.middleware()],
-        client_max_size=settings.max_request_bytes,
-    )
-    app.on_response_prepare.append(origins.add_headers)
-    app[CONFIG] = config
-    app[METRICS] = metrics
-    app[CALLERS] = Callers(
+    callers = Callers(
         Authenticator(settings.auth_secret, settings.anonymous),
         settings.trusted_proxies,
         settings.header_task_map,
@@ -84,7 +78,17 @@ def create_app(config: Config) -> web.Application:
     # The Socket.IO server also carries the relay of worker events, which SSE
     # streams need even when the Socket.IO API itself is switched off.
     relay = TaskEventRelay(settings.progress_rate)
-    app[SOCKETIO] = sio = create_socketio_server(config, relay, metrics.count_event, origins)
+    sio = create_socketio_server(config, relay, metrics.count_event, origins)
+    sessions = SessionGuard(sio, callers, settings.max_connections_per_ip)
+    app = web.Application(
+        middlewares=[metrics.measure_requests(), json_errors, origins.middleware(), sessions.middleware()],
+        client_max_size=settings.max_request_bytes,
+    )
+    app.on_response_prepare.append(origins.add_headers)
+    app[CONFIG] = config
+    app[METRICS] = metrics
+    app[CALLERS] = callers
+    app[SOCKETIO] = sio
 
     app.add_routes(health.health_routes())
     if settings.metrics:
@@ -102,7 +106,7 @@ def create_app(config: Config) -> web.Application:
             redis_client,
             health.readiness_redis,
             task_services(relay),
-            socketio_server(relay),
+            socketio_server(relay, sessions),
         ]
     )
     # Before aiohttp waits for open requests: a websocket or an SSE stream would
@@ -153,8 +157,9 @@ def task_services(relay: TaskEventRelay) -> CleanupContext:
     return build
 
 
-def socketio_server(relay: TaskEventRelay) -> CleanupContext:
-    """The Socket.IO handlers and the Redis listener; at shutdown, the server and the relay."""
+def socketio_server(relay: TaskEventRelay, sessions: SessionGuard) -> CleanupContext:
+    """The Socket.IO handlers, the Redis listener and the session sweep; at shutdown, the
+    server, the relay and the sweep."""
 
     async def serve(app: web.Application) -> AsyncIterator[None]:
         settings = app[CONFIG].stirfried
@@ -174,7 +179,9 @@ def socketio_server(relay: TaskEventRelay) -> CleanupContext:
             app[METRICS].count_clients_with(lambda: len(sio.eio.sockets))
         if isinstance(sio.manager, RelayingRedisManager):
             await sio.manager.listen_now(settings.broker_timeout)
+        sweeping = asyncio.create_task(sessions.run())
         yield
+        sweeping.cancel()
         await sio.shutdown()
         relay.close()
 

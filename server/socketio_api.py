@@ -21,6 +21,7 @@ from stirfried.server.celery_facade import CeleryFacade
 from stirfried.server.errors import Refusal, socketio_reply
 from stirfried.server.limits import READ_COST, REVOKE_COST, ConnectionCounter, RateLimiter
 from stirfried.server.scheduling import TaskScheduler
+from stirfried.server.session_guard import drop_transport
 from stirfried.server.subscriptions import TaskSubscriptions
 from stirfried.server.task_access import TaskAccess
 from stirfried.server.task_request import (
@@ -222,11 +223,3 @@ async def drop_connections(sio: socketio.AsyncServer) -> None:
     engine = sio.eio
     for socket in list(engine.sockets.values()):
         await drop_transport(engine, socket)
-
-
-async def drop_transport(engine: Any, socket: Any) -> None:
-    """Close one Engine.IO connection as a lost network would: its client reconnects."""
-    await socket.close(wait=False, abort=True, reason=engine.reason.SERVER_DISCONNECT)
-    # None ends Engine.IO's websocket writer, which then closes the
-    # websocket instead of waiting for the client to.
-    socket.queue.put_nowait(None)

@@ -469,3 +469,23 @@ async def test_an_expired_token_receives_no_more_events_on_an_open_connection(st
     assert 0 < received == len(client.events_for(task_id))
     reply = await client.call("task_info", task_id)
     assert reply == {"status": "failed", "data": "the token has expired"}
+
+
+async def test_engineio_sessions_that_never_connect_are_capped_and_closed(start_gateway, http):
+    import aiohttp
+
+    gateway = await start_gateway(stirfried_max_connections_per_ip=3)
+    url = str(gateway.make_url("/socket.io/")).replace("http", "ws") + "?EIO=4&transport=websocket"
+    # Engine.IO sessions that never CONNECT: twice the connection limit, then 429.
+    idle = [await http.ws_connect(url) for _ in range(6)]
+    for websocket in idle:
+        assert (await websocket.receive_str()).startswith("0")
+
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await http.ws_connect(url)
+    assert refused.value.status == 429
+
+    closed = await asyncio.wait_for(asyncio.gather(*(websocket.receive() for websocket in idle)), 10)
+    assert all(message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED) for message in closed)
+    for websocket in idle:
+        await websocket.close()

@@ -113,7 +113,7 @@ async def test_sync_client_runs_tasks_from_plain_code(gateway):
 
 async def test_run_survives_a_dropped_connection_without_losing_progress(gateway, client):
     from stirfried.server.app_keys import SOCKETIO
-    from stirfried.server.socketio_api import drop_transport
+    from stirfried.server.session_guard import drop_transport
 
     seen: list[int] = []
     sio = gateway.app[SOCKETIO]

@@ -13,7 +13,7 @@ import redis
 
 from stirfried import protocol
 from stirfried.server.app_keys import SOCKETIO
-from stirfried.server.socketio_api import drop_transport
+from stirfried.server.session_guard import drop_transport
 from stirfried.server.subscriptions import SYNTHESIS_GRACE
 from tests.helpers import post_task, seed_payload, wait_for_state
 

@@ -64,6 +64,9 @@ def test_the_internals_the_relay_hooks_into_are_still_there():
     assert callable(socketio.AsyncRedisManager.initialize)
     server = socketio.AsyncServer(async_mode="aiohttp")
     assert server.manager_initialized is False
+    # stirfried.server.session_guard: each Engine.IO session's environ, and its Socket.IO sid.
+    assert server.environ == {}
+    assert callable(server.manager.sid_from_eio_sid)
 
 
 def test_a_worker_message_decodes_back_to_its_task_event():
