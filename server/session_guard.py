@@ -1,4 +1,5 @@
-"""Engine.IO sessions that never become Socket.IO clients, bounded.
+"""Engine.IO sessions, bounded: how many an address opens, how long they wait for a
+CONNECT, what a polling POST may carry, and what a request on a closed session gets.
 
 ``stirfried_max_connections_per_ip`` counts Socket.IO clients (their CONNECT)
 and SSE streams. An Engine.IO session exists before that: a client can open
@@ -11,6 +12,9 @@ socket and memory. So
   is refused with 429. Twice: a client over the limit still reaches its CONNECT and
   gets the Socket.IO refusal naming the reason, which browsers show (an HTTP 429 at
   the handshake they report only as a transport error).
+
+A polling POST over Engine.IO's buffer size gets a 413 (python-engineio dropped it
+without an answer), and a request on a session that is closing a 400 (it raised KeyError).
 
 Sessions are counted by a sweep each second (python-socketio keeps each session's
 WSGI-style environ in ``AsyncServer.environ``, pinned by
@@ -32,7 +36,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from stirfried.server.caller import Callers
-from stirfried.server.errors import RateLimited, http_reply
+from stirfried.server.errors import InvalidRequest, RateLimited, TooLarge, http_reply
 
 logger = logging.getLogger(__name__)
 
@@ -55,18 +59,28 @@ class SessionGuard:
         self._first_seen: dict[str, float] = {}
 
     def middleware(self) -> Middleware:
-        """Refuses an Engine.IO handshake from an address at its limit (429)."""
+        """Answers what python-engineio would not: an Engine.IO handshake from an address at its
+        limit (429), an oversized polling POST (413), a request on a closed session (400)."""
 
         @web.middleware
         async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-            if self._limit and request.path.startswith(SOCKETIO_PATH) and "sid" not in request.query:
+            if not request.path.startswith(SOCKETIO_PATH):
+                return await handler(request)
+            # python-engineio drops a polling POST over its buffer size without answering.
+            limit = self._sio.eio.max_http_buffer_size
+            if request.method == "POST" and (request.content_length or 0) > limit:
+                return http_reply(TooLarge(f"a Socket.IO message is larger than {limit} bytes"))
+            if self._limit and "sid" not in request.query:
                 address = self._callers.address_of(request)
                 if self._sessions[address] + self._handshakes[address] >= self._limit:
                     self._recount()  # exact at the boundary: sessions may have closed since the sweep
                     if self._sessions[address] >= self._limit:
                         return http_reply(RateLimited("too many connections from this address"))
                 self._handshakes[address] += 1
-            return await handler(request)
+            try:
+                return await handler(request)
+            except KeyError as error:  # python-engineio, for a session that is closing or closed
+                raise InvalidRequest(f"the Socket.IO session is closed ({error})") from error
 
         return guard
 

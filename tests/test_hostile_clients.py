@@ -6,6 +6,7 @@ Each test here failed against the gateway before the fix it describes (issue 13)
 from __future__ import annotations
 
 import asyncio
+import io
 import sys
 from pathlib import Path
 from typing import Any
@@ -489,3 +490,18 @@ async def test_engineio_sessions_that_never_connect_are_capped_and_closed(start_
     assert all(message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED) for message in closed)
     for websocket in idle:
         await websocket.close()
+
+
+async def test_an_oversized_polling_post_is_answered_and_its_session_then_refused_cleanly(gateway, http):
+    base = url_of(gateway, "/socket.io/")
+    async with http.get(base, params={"EIO": "4", "transport": "polling"}) as response:
+        import json
+
+        sid = json.loads((await response.text())[1:])["sid"]
+    session = {"EIO": "4", "transport": "polling", "sid": sid}
+
+    async with asyncio.timeout(10):
+        async with http.post(base, params=session, data=io.BytesIO(b"4" + b"a" * 200_000)) as response:
+            assert response.status == 413, await response.text()
+        async with http.post(base, params=session, data=b"40") as response:
+            assert response.status < 500, await response.text()

@@ -2,7 +2,8 @@
 
 `pip install stirfried` from the package index is Stirfried 0.7.0; the docs install this
 checkout or its wheel. These venvs get only what the wheel declares (no test tools), so a
-dependency missing from setup.cfg fails here, as it would for a user.
+dependency missing from setup.cfg fails here, as it would for a user. They install from the
+package index, so they run where STIRFRIED_TEST_NETWORK=1 (.ci/run sets it).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 import stirfried
 from tests import services
@@ -27,6 +30,7 @@ def _run(*command: str | Path, **options: object) -> subprocess.CompletedProcess
     )  # type: ignore[call-overload]
 
 
+@pytest.mark.network
 def test_the_built_wheel_installs_this_version_and_the_server_starts(tmp_path, redis_url):
     built = _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", tmp_path / "dist",
                  services.REPOSITORY)  # fmt: skip

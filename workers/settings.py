@@ -139,7 +139,9 @@ class StirfriedSettings:
     )
     rate_burst: int = _setting(40, "Tasks a client may schedule at once before `rate_limit` applies.")
     max_connections_per_ip: int = _setting(
-        100, "Socket.IO connections one IP address may hold on one gateway process. 0: no limit."
+        100,
+        "Socket.IO connections and SSE streams one IP address may hold on one gateway process "
+        "(and twice as many Engine.IO sessions). 0: no limit.",
     )
     trusted_proxies: tuple[str, ...] = _setting(
         (),
