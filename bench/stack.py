@@ -163,4 +163,4 @@ def running_stack(system: System, redis_url: str) -> Iterator[Stack]:
             finally:
                 stop_process(gateway)
         finally:
-            stop_process(worker)
+            stop_process(worker, must_exit=False)  # warm shutdown may wait for a backlog

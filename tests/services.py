@@ -69,9 +69,14 @@ def purge_queues(broker_url: str, queues: list[str]) -> None:
 
 @contextlib.contextmanager
 def celery_worker(
-    config_path: Path, queue: str, log_path: Path, concurrency: int = 4, restart: bool = False
+    config_path: Path,
+    queue: str,
+    log_path: Path,
+    concurrency: int = 4,
+    restart: bool = False,
+    app: str = "tests.worker_app",
 ) -> Iterator[str]:
-    """Run ``celery -A tests.worker_app worker`` on ``queue``; yield its hostname once it answers.
+    """Run ``celery -A <app> worker`` on ``queue``; yield its hostname once it answers.
 
     With ``restart``, a worker that exits is started again, as systemd's
     ``Restart=on-failure`` in deploy/stirfried-worker@.service does.
@@ -82,7 +87,7 @@ def celery_worker(
         filter(None, [str(REPOSITORY), environment.get("PYTHONPATH")])
     )
     command = [
-        sys.executable, "-m", "celery", "-A", "tests.worker_app", "worker",
+        sys.executable, "-m", "celery", "-A", app, "worker",
         "--queues", queue, "--hostname", hostname, "--concurrency", str(concurrency),
         "--loglevel", "INFO", "--without-gossip", "--without-mingle",
     ]  # fmt: skip
@@ -164,16 +169,22 @@ def start_server_process(
             time.sleep(0.1)
 
 
-def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> int:
-    """SIGTERM, wait for a graceful exit, SIGKILL after ``timeout``; return the exit status."""
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 30, must_exit: bool = True) -> int:
+    """SIGTERM, wait for a graceful exit, SIGKILL after ``timeout``; return the exit status.
+
+    With ``must_exit`` a process that needed the SIGKILL is an error (TimeoutExpired):
+    a gateway must stop gracefully. A benchmark's busy worker may just be killed.
+    """
     if process.poll() is None:
         process.terminate()
     try:
         return process.wait(timeout)
     except subprocess.TimeoutExpired:
         process.kill()
-        process.wait()
-        raise
+        status = process.wait()
+        if must_exit:
+            raise
+        return status
 
 
 def gateway_command(config_path: Path, port: int) -> list[str]:

@@ -14,7 +14,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import celery
 import jwt
 import pytest
 
@@ -68,36 +66,8 @@ def example_worker(js_configs: dict[str, Path], tmp_path_factory: pytest.TempPat
     config = js_configs["anonymous"]
     services.purge_queues(services.load_config(config).celery["broker_url"], [EXAMPLE_QUEUE])
     log = tmp_path_factory.mktemp("js-sdk-worker") / "worker.log"
-    environment = {**os.environ, "STIRFRIED_CONFIG": str(config)}
-    hostname = f"{EXAMPLE_QUEUE}@{socket.gethostname()}"
-    with open(log, "wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "stirfried.examples", "worker", "--concurrency", "2",
-             "--queues", EXAMPLE_QUEUE, "--hostname", hostname, "--without-gossip", "--without-mingle",
-             "--loglevel", "WARNING"],
-            env=environment, stdout=output, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        _wait_for_worker(config, hostname, process, log)
+    with services.celery_worker(config, EXAMPLE_QUEUE, log, concurrency=2, app="stirfried.examples"):
         yield
-    finally:
-        process.terminate()
-        process.wait(30)
-
-
-def _wait_for_worker(config: Path, hostname: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    app = celery.Celery(set_as_current=False)
-    app.conf.update(services.load_config(config).celery)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"example worker exited: {log.read_text()[-3000:]}")
-            if app.control.ping(destination=[hostname], timeout=0.5):
-                return
-        raise RuntimeError(f"example worker did not answer: {log.read_text()[-3000:]}")
-    finally:
-        app.close()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ it never downloads a browser of its own.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import signal
@@ -59,17 +58,9 @@ def example_config(redis_url: str, broker_url: str, tmp_path_factory: pytest.Tem
 def example_worker(example_config: Path) -> Iterator[None]:
     """``celery -A stirfried.examples worker`` with two processes."""
     services.purge_queues(services.load_config(example_config).celery["broker_url"], [EXAMPLE_QUEUE])
-    environment = {**os.environ, "STIRFRIED_CONFIG": str(example_config)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "stirfried.examples", "worker", "--concurrency", "2",
-         "--queues", EXAMPLE_QUEUE, "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
-        env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
+    log = example_config.parent / "example-worker.log"
+    with services.celery_worker(example_config, EXAMPLE_QUEUE, log, concurrency=2, app="stirfried.examples"):
         yield
-    finally:
-        process.terminate()
-        process.wait(30)
 
 
 class GatewayProcess:
