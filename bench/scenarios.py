@@ -160,10 +160,9 @@ def event_log_cost(redis_url: str, count: int) -> dict[str, dict[str, Any]]:
     for name, log in (("event_log_on", True), ("event_log_off", False)):
         emitter = TaskEventEmitter(redis_url, log_max_length=count, log_ttl=600, log_enabled=log)
         task_id = f"bench-{uuid.uuid4()}"
-        rooms = [protocol.task_room(task_id)]
         began = time.perf_counter()
         for step in range(1, count + 1):
-            emitter.emit(protocol.ON_PROGRESS, payload(task_id, step), task_id, rooms)
+            emitter.emit(protocol.ON_PROGRESS, payload(task_id, step), task_id, None)
         elapsed = time.perf_counter() - began
         memory = client.memory_usage(protocol.event_log_key(task_id), samples=0) or 0
         client.delete(protocol.event_log_key(task_id), protocol.event_sequence_key(task_id))

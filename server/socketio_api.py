@@ -128,7 +128,7 @@ class SocketIOApi:
     async def _send_task(self, sid: str, data: Any) -> Reply:
         check_size(data, self._settings.max_request_bytes, "task object")
         task_id = await self._scheduler.schedule(
-            data, await self._caller(sid), default_room=sid, api="socketio"
+            data, await self._caller(sid), default_room=sid, api="socketio", sid=sid
         )
         return replies.scheduled(task_id, self._access.issue_token(task_id))
 

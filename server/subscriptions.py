@@ -3,7 +3,9 @@
 A follower is a Socket.IO client (``subscribe_task``) or an SSE stream. Both
 start the same way:
 
-1. start receiving live events of the task, but hold them back;
+1. start receiving live events of the task, but hold them back: the hold is in
+   place, and Redis has confirmed this gateway's subscription to the task's
+   channel (:mod:`task_channels`), before the log is read;
 2. read the task's log for every event after ``after`` and deliver those;
 3. deliver the held-back live events whose ``event_id`` is above the last one
    delivered, then let live events through directly.
@@ -27,10 +29,11 @@ from celery import states
 
 from stirfried import protocol
 from stirfried.protocol import TaskEvent
-from stirfried.server.celery_facade import CeleryFacade, TaskState
+from stirfried.server.celery_facade import CeleryFacade, PublishPlan, TaskState
 from stirfried.server.errors import CeleryUnavailable, ResultBackendMissing
 from stirfried.server.event_log import EventLog, LogRead
 from stirfried.server.event_relay import TaskEventRelay
+from stirfried.server.task_channels import TaskChannels
 from stirfried.settings import StirfriedSettings
 
 logger = logging.getLogger(__name__)
@@ -52,12 +55,55 @@ class TaskSubscriptions:
         log: EventLog | None,
         celery: CeleryFacade,
         settings: StirfriedSettings,
+        channels: TaskChannels | None = None,
     ) -> None:
         self._sio = sio
         self._relay = relay
+        self._channels = channels
+        # sid -> tasks it follows through subscribe_task (each holds one channel follow)
+        self._following: dict[str, set[str]] = {}
         self._log = log
         self._celery = celery
         self._settings = settings
+
+    async def before_publish(self, plan: PublishPlan, room: str, sid: str | None) -> None:
+        """Route the planned tasks' events to ``room`` (``sid``: the scheduling client of this
+        gateway); returns once they reach this gateway, so before the tasks exist."""
+        if room == self._settings.sentinel_room:
+            return
+        task_ids = [plan.main.task_id, *(task.task_id for task in plan.followers)]
+        try:
+            await self._relay.route(task_ids, room, sid, ttl=self._settings.event_log_ttl)
+        except (redis.RedisError, OSError, TimeoutError) as error:
+            # Scheduling does not depend on the event Redis: the task runs, its events
+            # stay in the log (subscribe_task replays them once Redis answers again).
+            logger.warning("publishing task %s without its live events: %s", plan.main.task_id, error)
+
+    def publish_failed(self, plan: PublishPlan) -> None:
+        """Undo :meth:`before_publish`."""
+        for task in (plan.main, *plan.followers):
+            self._relay.unroute(task.task_id)
+
+    async def _follow(self, sid: str, task_id: str) -> None:
+        following = self._following.setdefault(sid, set())
+        if task_id in following or self._channels is None:
+            return
+        following.add(task_id)
+        try:
+            await self._channels.follow(task_id)
+        except BaseException:
+            self._unfollow(sid, task_id)
+            raise
+
+    def _unfollow(self, sid: str, task_id: str) -> None:
+        following = self._following.get(sid)
+        if following is None or task_id not in following:
+            return
+        following.discard(task_id)
+        if not following:
+            del self._following[sid]
+        if self._channels is not None:
+            self._channels.unfollow(task_id)
 
     async def subscribe(self, sid: str, task_id: str, after: int) -> int:
         """Join ``sid`` to the task's room and replay what it missed; return events replayed."""
@@ -65,9 +111,11 @@ class TaskSubscriptions:
             room = protocol.task_room(task_id)
             await self._sio.enter_room(sid, room)
             try:
+                await self._follow(sid, task_id)
                 history = await self._history(task_id, after)
             except Exception:
                 await self._sio.leave_room(sid, room)
+                self._unfollow(sid, task_id)
                 raise
             self._relay.resubscribed(sid, task_id)
             delivered = after
@@ -85,10 +133,13 @@ class TaskSubscriptions:
         """Stop the task's events to ``sid``, also those addressed to its own room."""
         await self._sio.leave_room(sid, protocol.task_room(task_id))
         self._relay.unsubscribed(sid, task_id)
+        self._unfollow(sid, task_id)
 
     def forget(self, sid: str) -> None:
         """Drop what is kept for a client that disconnected."""
         self._relay.forget(sid)
+        for task_id in list(self._following.get(sid, ())):
+            self._unfollow(sid, task_id)
 
     async def stream(self, task_id: str, after: int, idle: float) -> AsyncGenerator[TaskEvent | None, None]:
         """The task's events after ``after``: replayed, then live; None after ``idle`` quiet seconds.
@@ -97,25 +148,31 @@ class TaskSubscriptions:
         too far behind.
         """
         with self._relay.stream(task_id) as queue:
-            delivered = after
-            for event in await self._history(task_id, after):
-                yield event
-                delivered = event.event_id
-                if event.name in protocol.FINAL_EVENTS:
-                    return
-            while True:
-                try:
-                    live = await asyncio.wait_for(queue.get(), idle)
-                except TimeoutError:
-                    yield None
-                    continue
-                if live is None:
-                    return
-                if live.event_id > delivered:
-                    yield live
-                    delivered = live.event_id
-                    if live.name in protocol.FINAL_EVENTS:
+            try:
+                if self._channels is not None:
+                    await self._channels.follow(task_id)
+                delivered = after
+                for event in await self._history(task_id, after):
+                    yield event
+                    delivered = event.event_id
+                    if event.name in protocol.FINAL_EVENTS:
                         return
+                while True:
+                    try:
+                        live = await asyncio.wait_for(queue.get(), idle)
+                    except TimeoutError:
+                        yield None
+                        continue
+                    if live is None:
+                        return
+                    if live.event_id > delivered:
+                        yield live
+                        delivered = live.event_id
+                        if live.name in protocol.FINAL_EVENTS:
+                            return
+            finally:
+                if self._channels is not None:
+                    self._channels.unfollow(task_id)
 
     async def _send(self, sid: str, event: TaskEvent) -> None:
         # Only this process holds the client: no need to go through Redis.

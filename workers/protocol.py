@@ -98,6 +98,21 @@ def tags_key(task_id: str) -> str:
     return f"{RESERVED_PREFIX}{{{task_id}}}:tags"
 
 
+def task_channel(task_id: str) -> str:
+    """The pub/sub channel of a task's live events: only gateways that follow the task
+    subscribe to it (``SUBSCRIBE``, or ``SSUBSCRIBE`` on a Redis Cluster, where the hash
+    tag puts it in the slot of the task's log and counter)."""
+    return f"{RESERVED_PREFIX}{{{task_id}}}:live"
+
+
+def task_id_of_channel(channel: str) -> str | None:
+    """The task id of a :func:`task_channel` name, else None."""
+    prefix, suffix = f"{RESERVED_PREFIX}{{", "}:live"
+    if channel.startswith(prefix) and channel.endswith(suffix):
+        return channel[len(prefix) : -len(suffix)]
+    return None
+
+
 # -- payloads --------------------------------------------------------------------------
 
 
@@ -211,6 +226,34 @@ def encode_event(event: str, payload: Mapping[str, Any], rooms: Sequence[str], h
     return EncodedEvent(head, body[1:], tail, dumps(attachments) if attachments else "")
 
 
+def encode_task_message(event: str, payload: Mapping[str, Any], room: str | None) -> EncodedEvent:
+    """Encode ``event`` for its task's own channel (:func:`task_channel`), compactly.
+
+    The message is ``{"event":..,"room":..,"attachments":[..],"payload":{"event_id":N,..}}``:
+    ``room`` is where the gateway that scheduled the task delivers it (the scheduling
+    client's room, a custom room, or null); the payload comes last, so the worker's script
+    can put the ``event_id`` it draws first in it, as for :func:`encode_event`.
+    """
+    data: Any = dict(payload)
+    attachments: list[str] = []
+    if Packet.data_is_binary(data):
+        data, raw = Packet.deconstruct_binary(data)
+        attachments = [base64.b64encode(item).decode("ascii") for item in raw]
+    body = dumps(data)
+    if not body.startswith("{") or body == "{}":
+        raise ValueError("an event payload must be a non-empty JSON object")
+    head = (
+        '{"event":'
+        + dumps(event)
+        + ',"room":'
+        + dumps(room)
+        + ',"attachments":'
+        + dumps(attachments)
+        + ',"payload":'
+    )
+    return EncodedEvent(head, body[1:], "}", dumps(attachments) if attachments else "")
+
+
 @dataclasses.dataclass(frozen=True)
 class TaskEvent:
     """One event of a task, live or replayed."""
@@ -227,6 +270,34 @@ def decode_log_entry(fields: Mapping[bytes, bytes]) -> TaskEvent:
         attachments = [base64.b64decode(item) for item in json.loads(fields[b"attachments"])]
         payload = Packet.reconstruct_binary(payload, attachments)
     return TaskEvent(int(payload[EVENT_ID]), fields[b"event"].decode(), payload)
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveEvent:
+    """A task event received on its task's channel, with the room it was addressed to."""
+
+    event: TaskEvent
+    room: str | None
+
+
+def decode_live_message(data: bytes | str) -> LiveEvent | None:
+    """A message of :func:`encode_task_message`; None for anything else."""
+    try:
+        message = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(message, dict):
+        return None
+    payload, event, room = message.get("payload"), message.get("event"), message.get("room")
+    if not isinstance(payload, dict) or not isinstance(event, str):
+        return None
+    attachments = message.get("attachments")
+    if attachments:
+        payload = Packet.reconstruct_binary(payload, [base64.b64decode(item) for item in attachments])
+    event_id = payload.get(EVENT_ID)
+    if not isinstance(event_id, int) or isinstance(event_id, bool):
+        return None
+    return LiveEvent(TaskEvent(event_id, event, payload), room if isinstance(room, str) else None)
 
 
 def decode_task_message(message: Mapping[str, Any]) -> tuple[str, TaskEvent] | None:
