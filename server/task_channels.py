@@ -160,8 +160,13 @@ class TaskChannels:
     async def _open_shard(self, name: str, client: redis.asyncio.Redis) -> Shard:
         assert self._on_message is not None
         shard = Shard(client, self._cluster, self._on_message)
+        try:
+            await asyncio.wait_for(shard.open(self._own_channel), self._timeout)
+        except BaseException:
+            await shard.close()
+            raise
+        # Only an open shard is shared: redis-py's PubSub connects on its first command.
         self._shards[name] = shard
-        await asyncio.wait_for(shard.open(self._own_channel), self._timeout)
         return shard
 
     async def _shard_of(self, channel: str) -> Shard:

@@ -64,7 +64,10 @@ async def test_gateway_without_clients_already_listens(start_gateway):
     assert channels.following() == frozenset()
 
 
-async def test_the_scheduling_client_follows_its_task_until_the_final_event(gateway, connect):
+async def test_the_scheduling_client_follows_its_task_until_the_final_event(
+    start_gateway, connect, event_redis
+):
+    gateway = await start_gateway(**event_redis)
     channels = gateway.app[CHANNELS]
     client = await connect(gateway)
 

@@ -35,7 +35,8 @@ async def read_stream(
     return messages
 
 
-async def test_a_running_task_streams_to_its_end_and_the_stream_closes(gateway, http):
+async def test_a_running_task_streams_to_its_end_and_the_stream_closes(start_gateway, http, event_redis):
+    gateway = await start_gateway(**event_redis)
     _, body = await post_task(http, gateway, {"task_name": "slow_progress", "args": [10, 0.02]})
     url = url_of(gateway, f"/task/{body['data']}/events?token={body['token']}")
 
@@ -50,7 +51,8 @@ async def test_a_running_task_streams_to_its_end_and_the_stream_closes(gateway, 
     assert messages[-2]["data"]["retval"] == 10
 
 
-async def test_last_event_id_resumes_exactly_after_that_event(gateway, http):
+async def test_last_event_id_resumes_exactly_after_that_event(start_gateway, http, event_redis):
+    gateway = await start_gateway(**event_redis)
     _, body = await post_task(http, gateway, {"task_name": "progress", "args": [6]})
     await wait_for_state(http, gateway, body["data"])
     url = url_of(gateway, f"/task/{body['data']}/events?token={body['token']}")

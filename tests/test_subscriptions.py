@@ -34,8 +34,10 @@ async def schedule(client: Any, task: dict[str, Any]) -> tuple[str, str]:
     return reply["data"], reply["token"]
 
 
-async def test_a_new_connection_resubscribes_and_gets_every_event_exactly_once(start_gateway, connect):
-    gateway = await start_gateway()
+async def test_a_new_connection_resubscribes_and_gets_every_event_exactly_once(
+    start_gateway, connect, event_redis
+):
+    gateway = await start_gateway(**event_redis)
     first = await connect(gateway)
     task_id, token = await schedule(first, {"task_name": "slow_progress", "args": [30, 0.02]})
     await first.wait_for(lambda _: len(first.events_for(task_id)) >= 5)
@@ -52,9 +54,9 @@ async def test_a_new_connection_resubscribes_and_gets_every_event_exactly_once(s
 
 
 async def test_a_dropped_transport_then_resubscribe_at_the_seam_has_no_gap_or_duplicate(
-    start_gateway, connect
+    start_gateway, connect, event_redis
 ):
-    gateway = await start_gateway()
+    gateway = await start_gateway(**event_redis)
     client = await connect(gateway, reconnection=True)
     task_id, token = await schedule(client, {"task_name": "slow_progress", "args": [60, 0.01]})
     await client.wait_for(lambda _: len(client.events_for(task_id)) >= 3)
@@ -72,7 +74,10 @@ async def test_a_dropped_transport_then_resubscribe_at_the_seam_has_no_gap_or_du
     assert event_ids(client, task_id) == list(range(1, 63))
 
 
-async def test_joining_a_flood_midway_replays_and_goes_live_without_gap_or_duplicate(gateway, connect):
+async def test_joining_a_flood_midway_replays_and_goes_live_without_gap_or_duplicate(
+    start_gateway, connect, event_redis
+):
+    gateway = await start_gateway(**event_redis)
     owner = await connect(gateway)
     task_id, token = await schedule(owner, {"task_name": "slow_progress", "args": [600, 0.0005]})
     await owner.wait_for(lambda _: len(owner.events_for(task_id)) >= 100)
@@ -86,14 +91,14 @@ async def test_joining_a_flood_midway_replays_and_goes_live_without_gap_or_dupli
     assert follower.events_for(task_id) == owner.events_for(task_id)
 
 
-async def test_a_gateway_restart_mid_task_loses_nothing(start_gateway, connect):
-    before = await start_gateway(**SECRET)
+async def test_a_gateway_restart_mid_task_loses_nothing(start_gateway, connect, event_redis):
+    before = await start_gateway(**SECRET, **event_redis)
     client = await connect(before)
     task_id, token = await schedule(client, {"task_name": "slow_progress", "args": [40, 0.02]})
     await client.wait_for(lambda _: len(client.events_for(task_id)) >= 5)
     await before.close()  # events go on being emitted (and logged) while no gateway runs
 
-    after = await start_gateway(**SECRET)
+    after = await start_gateway(**SECRET, **event_redis)
     again = await connect(after)
     seen = event_ids(client, task_id)
     reply = await again.call("subscribe_task", {"task_id": task_id, "after": seen[-1], "token": token})
