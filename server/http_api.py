@@ -19,12 +19,13 @@ from typing import Any
 
 from aiohttp import web
 
+from stirfried import protocol
 from stirfried.protocol import TaskEvent
 from stirfried.server import replies
 from stirfried.server.app_keys import ACCESS, CALLERS, CELERY, CONFIG, SCHEDULER, SUBSCRIPTIONS
 from stirfried.server.caller import ANONYMOUS, Caller
 from stirfried.server.errors import InvalidRequest, Refusal, Refused, TooLarge, http_reply
-from stirfried.server.task_request import parse_after, parse_task_id
+from stirfried.server.task_request import parse_last_event_id, parse_task_id
 from stirfried.settings import StirfriedSettings
 
 logger = logging.getLogger(__name__)
@@ -83,16 +84,17 @@ async def task_events(request: web.Request) -> web.StreamResponse:
 
     Replays the logged events after ``Last-Event-ID`` (or ``?after=``), then
     streams live ones, and ends after the task's final event. Each message
-    carries the ``event_id`` as its SSE ``id``, so a browser's ``EventSource``
-    resumes exactly where it left. The subscription token suffices (EventSource
+    carries ``<epoch>:<event_id>`` as its SSE ``id``, so a browser's ``EventSource``
+    resumes exactly where it left (and replays everything if the log it numbered
+    is gone). The subscription token suffices (EventSource
     cannot send headers); a client token in Authorization works for the tasks
     its ``follow`` claims name.
     """
     task_id = parse_task_id(request.match_info["task_id"])
     caller = _optional_caller(request)
     await request.app[ACCESS].check_follow(caller.principal, task_id, request.query.get("token"))
-    after = parse_after(request.headers.get("Last-Event-ID", request.query.get("after")))
-    events = request.app[SUBSCRIPTIONS].stream(task_id, after, idle=KEEPALIVE_SECONDS)
+    after, epoch = parse_last_event_id(request.headers.get("Last-Event-ID", request.query.get("after")))
+    events = request.app[SUBSCRIPTIONS].stream(task_id, after, idle=KEEPALIVE_SECONDS, epoch=epoch)
     response: web.StreamResponse | None = None
     try:
         async for event in events:
@@ -109,7 +111,9 @@ async def task_events(request: web.Request) -> web.StreamResponse:
 
 def format_event(event: TaskEvent) -> bytes:
     """One SSE message: ``id``, ``event`` and the payload as one line of JSON."""
-    return f"id: {event.event_id}\nevent: {event.name}\ndata: {replies.dumps(event.payload)}\n\n".encode()
+    epoch = event.payload.get(protocol.EPOCH)
+    sse_id = f"{epoch}:{event.event_id}" if protocol.is_epoch(epoch) else str(event.event_id)
+    return f"id: {sse_id}\nevent: {event.name}\ndata: {replies.dumps(event.payload)}\n\n".encode()
 
 
 async def _start_stream(request: web.Request) -> web.StreamResponse:

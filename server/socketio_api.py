@@ -136,7 +136,7 @@ class SocketIOApi:
         request = parse_subscription(data)
         caller = await self._caller(sid)
         await self._access.check_follow(caller.principal, request.task_id, request.token)
-        await self._subscriptions.subscribe(sid, request.task_id, request.after)
+        await self._subscriptions.subscribe(sid, request.task_id, request.after, request.epoch)
         return replies.succeeded(request.task_id)
 
     async def _unsubscribe_task(self, sid: str, data: Any) -> Reply:

@@ -45,6 +45,27 @@ logger = logging.getLogger(__name__)
 SYNTHESIS_GRACE = 2.0
 
 
+class Position:
+    """Where a follower is in a task's events: the last ``event_id`` it got, in which epoch."""
+
+    def __init__(self, after: int, epoch: str | None) -> None:
+        self.event_id = after
+        self.epoch = epoch
+
+    def is_new(self, event: TaskEvent) -> bool:
+        """Whether the follower lacks ``event``: a later id, or the first of a new log."""
+        epoch = event.payload.get(protocol.EPOCH)
+        if isinstance(epoch, str) and self.epoch is not None and epoch != self.epoch:
+            return True
+        return event.event_id > self.event_id
+
+    def passed(self, event: TaskEvent) -> None:
+        self.event_id = event.event_id
+        epoch = event.payload.get(protocol.EPOCH)
+        if isinstance(epoch, str):
+            self.epoch = epoch
+
+
 class TaskSubscriptions:
     """The followers of tasks on this gateway process: Socket.IO clients and SSE streams."""
 
@@ -105,28 +126,30 @@ class TaskSubscriptions:
         if self._channels is not None:
             self._channels.unfollow(task_id)
 
-    async def subscribe(self, sid: str, task_id: str, after: int) -> int:
-        """Join ``sid`` to the task's room and replay what it missed; return events replayed."""
+    async def subscribe(self, sid: str, task_id: str, after: int, epoch: str | None = None) -> int:
+        """Join ``sid`` to the task's room and replay what it missed; return events replayed.
+
+        ``after`` counts in ``epoch``: if the task's log has another epoch now, it is
+        a new log, and everything in it is replayed."""
         with self._relay.holding(task_id, sid) as held:
             room = protocol.task_room(task_id)
             await self._sio.enter_room(sid, room)
             try:
                 await self._follow(sid, task_id)
-                history = await self._history(task_id, after)
+                history, position = await self._history(task_id, after, epoch)
             except Exception:
                 await self._sio.leave_room(sid, room)
                 self._unfollow(sid, task_id)
                 raise
             self._relay.resubscribed(sid, task_id)
-            delivered = after
             for event in history:
                 await self._send(sid, event)
-                delivered = event.event_id
+                position.passed(event)
             while held:
                 event = held.pop(0)
-                if event.event_id > delivered:
+                if position.is_new(event):
                     await self._send(sid, event)
-                    delivered = event.event_id
+                    position.passed(event)
             return len(history)
 
     async def unsubscribe(self, sid: str, task_id: str) -> None:
@@ -141,7 +164,9 @@ class TaskSubscriptions:
         for task_id in list(self._following.get(sid, ())):
             self._unfollow(sid, task_id)
 
-    async def stream(self, task_id: str, after: int, idle: float) -> AsyncGenerator[TaskEvent | None, None]:
+    async def stream(
+        self, task_id: str, after: int, idle: float, epoch: str | None = None
+    ) -> AsyncGenerator[TaskEvent | None, None]:
         """The task's events after ``after``: replayed, then live; None after ``idle`` quiet seconds.
 
         Ends after the task's final event, at shutdown, or when the reader fell
@@ -151,10 +176,10 @@ class TaskSubscriptions:
             try:
                 if self._channels is not None:
                     await self._channels.follow(task_id)
-                delivered = after
-                for event in await self._history(task_id, after):
+                history, position = await self._history(task_id, after, epoch)
+                for event in history:
                     yield event
-                    delivered = event.event_id
+                    position.passed(event)
                     if event.name in protocol.FINAL_EVENTS:
                         return
                 while True:
@@ -165,9 +190,9 @@ class TaskSubscriptions:
                         continue
                     if live is None:
                         return
-                    if live.event_id > delivered:
+                    if position.is_new(live):
                         yield live
-                        delivered = live.event_id
+                        position.passed(live)
                         if live.name in protocol.FINAL_EVENTS:
                             return
             finally:
@@ -178,10 +203,20 @@ class TaskSubscriptions:
         # Only this process holds the client: no need to go through Redis.
         await self._sio.emit(event.name, event.payload, to=sid, ignore_queue=True)
 
-    async def _history(self, task_id: str, after: int) -> list[TaskEvent]:
+    async def _history(self, task_id: str, after: int, epoch: str | None) -> tuple[list[TaskEvent], Position]:
+        """The events to replay, and the position they start after."""
         if self._log is None:
-            return []
+            return [], Position(after, epoch)
         read = await self._read_log(self._log, task_id, after)
+        if after and epoch is not None and read.epoch is not None and read.epoch != epoch:
+            # The log that numbered the client's events is gone: all of this one is new to it.
+            after = 0
+            read = await self._read_log(self._log, task_id, after)
+        position = Position(after, read.epoch or epoch)
+        return await self._history_or_final_state(task_id, after, read), position
+
+    async def _history_or_final_state(self, task_id: str, after: int, read: LogRead) -> list[TaskEvent]:
+        assert self._log is not None
         if read.events or read.exists:
             return read.events
         try:

@@ -307,3 +307,34 @@ async def test_progress_coalescing_thins_the_flood_but_keeps_the_last(start_gate
     await late.call("subscribe_task", {"task_id": task_id, "token": token})
     await late.wait_for(lambda _: finished(late, task_id))
     assert event_ids(late, task_id) == list(range(1, 203))
+
+
+async def test_a_resubscribe_with_the_epoch_of_a_lost_log_replays_the_new_log(gateway, connect, redis_url):
+    owner = await connect(gateway)
+    task_id, token = await schedule(owner, {"task_name": "slow_progress", "args": [40, 0.02]})
+    await owner.wait_for(lambda _: len(owner.events_for(task_id)) >= 5)
+    old_epoch = owner.events_for(task_id)[0][1]["epoch"]
+
+    # What a Redis restart without persistence does to the task's log, mid-task.
+    client = redis.asyncio.Redis.from_url(redis_url)
+    keys = [
+        protocol.event_sequence_key(task_id),
+        protocol.event_log_key(task_id),
+        protocol.epoch_key(task_id),
+    ]
+    await client.delete(*keys)
+    await client.aclose()
+    await owner.wait_for(lambda _: finished(owner, task_id))
+    old = [data for _, data in owner.events_for(task_id) if data["epoch"] == old_epoch]
+    new = [data for _, data in owner.events_for(task_id) if data["epoch"] != old_epoch]
+    assert old and new and new[0]["event_id"] == 1
+
+    # A client that saw the old log's events resumes after the last of them, with its epoch.
+    follower = await connect(gateway)
+    request = {"task_id": task_id, "after": old[-1]["event_id"], "epoch": old_epoch, "token": token}
+    assert (await follower.call("subscribe_task", request))["status"] == "success"
+    await follower.wait_for(lambda _: finished(follower, task_id))
+
+    assert [data for _, data in follower.events_for(task_id)] == new
+    bad = await follower.call("subscribe_task", {**request, "epoch": "not hex"})
+    assert bad["status"] == "failed" and "epoch" in bad["data"]

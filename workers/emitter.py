@@ -18,6 +18,7 @@ runs on another worker, and costs one round trip per event.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -28,13 +29,18 @@ from stirfried import protocol
 
 logger = logging.getLogger(__name__)
 
-# KEYS: sequence counter, event stream, the task's channel (a key of the same slot).
+# KEYS: sequence counter, event stream, the task's channel (a key of the same slot), epoch.
 # ARGV: publish command, message head, payload without its "{", message tail, event
-# name, attachments (JSON list, "" when none), log length (0: no log), ttl.
+# name, attachments (JSON list, "" when none), log length (0: no log), ttl, a new epoch.
+# A counter that starts at 1 starts a new log, under the new epoch.
 EMIT_SCRIPT = """
 local id = string.format('%d', redis.call('INCR', KEYS[1]))
 redis.call('EXPIRE', KEYS[1], ARGV[8])
-local payload = '{"event_id":' .. id .. ',' .. ARGV[3]
+local epoch = false
+if id ~= '1' then epoch = redis.call('GET', KEYS[4]) end
+if not epoch then epoch = ARGV[9] end
+redis.call('SET', KEYS[4], epoch, 'EX', ARGV[8])
+local payload = '{"event_id":' .. id .. ',"epoch":"' .. epoch .. '",' .. ARGV[3]
 if tonumber(ARGV[7]) > 0 then
   local entry = {'event', ARGV[5], 'data', payload}
   if ARGV[6] ~= '' then
@@ -84,10 +90,11 @@ class TaskEventEmitter:
                     protocol.event_sequence_key(task_id),
                     protocol.event_log_key(task_id),
                     protocol.task_channel(task_id),
+                    protocol.epoch_key(task_id),
                 ],
                 args=[
                     self._publish, encoded.head, encoded.body, encoded.tail, event,
-                    encoded.attachments, self._log_length, self._ttl,
+                    encoded.attachments, self._log_length, self._ttl, secrets.token_hex(6),
                 ],
             )  # fmt: skip
             return int(event_id)

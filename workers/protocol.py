@@ -53,6 +53,10 @@ FINAL_EVENTS = frozenset({ON_RETURN, ON_REVOKED})
 
 EVENT_ID = "event_id"
 TIMESTAMP = "timestamp"
+# The identity of the log that numbered a task's events (Centrifugo's "epoch"): a new
+# log (e.g. after a Redis restart lost the old one) numbers from 1 again under a new
+# epoch, so a follower's ``after`` from the old one is known not to apply.
+EPOCH = "epoch"
 
 # The keyword argument in which the gateway tells a task where its events go.
 ROOM_KWARG = "room"
@@ -91,6 +95,21 @@ def event_log_key(task_id: str) -> str:
 def event_sequence_key(task_id: str) -> str:
     """The Redis counter that numbers a task's events."""
     return f"{RESERVED_PREFIX}{{{task_id}}}:seq"
+
+
+def epoch_key(task_id: str) -> str:
+    """The Redis string holding the epoch of a task's log (see :data:`EPOCH`)."""
+    return f"{RESERVED_PREFIX}{{{task_id}}}:epoch"
+
+
+def is_epoch(value: object) -> bool:
+    """Whether ``value`` can be an epoch: 1 to 32 lowercase hex digits."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= 32
+        and value.isascii()
+        and all(c in "0123456789abcdef" for c in value)
+    )
 
 
 def tags_key(task_id: str) -> str:
