@@ -3,6 +3,9 @@
 Each gateway process's CPU time (user + system, from ``/proc`` through psutil)
 is read before and after a flood of progress events; the load generator's
 clients follow the flood's tasks on some gateways and nothing on the others.
+Each gateway's idle CPU rate (measured for a few seconds before the flood, its
+clients connected) times the flood's duration is reported apart, so the cost per
+event is not diluted by what N idle event loops spend anyway on two cores.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import socketio
 
 from bench.stack import Stack
 from stirfried import protocol
+
+IDLE_SECONDS = 2.0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -60,6 +65,13 @@ async def floods(stack: Stack, active: int, tasks_each: int, events_each: int) -
         *(c.connect(url, transports=["websocket"]) for c, url in zip(idle, urls[active:], strict=True))
     )
     await asyncio.sleep(0.5)
+    idle_start = [cpu_seconds(pid) for pid in pids]
+    idle_began = time.perf_counter()
+    await asyncio.sleep(IDLE_SECONDS)
+    idle_rate = [
+        (cpu_seconds(pid) - start) / (time.perf_counter() - idle_began)
+        for pid, start in zip(pids, idle_start, strict=True)
+    ]
     before = [cpu_seconds(pid) for pid in pids]
     began = time.perf_counter()
     running = await asyncio.gather(*(_flood_on(url, tasks_each, events_each) for url in urls[:active]))
@@ -67,6 +79,7 @@ async def floods(stack: Stack, active: int, tasks_each: int, events_each: int) -
     elapsed = time.perf_counter() - began
     spent = [cpu_seconds(pid) - start for pid, start in zip(pids, before, strict=True)]
     delivered = sum(received[0] for _, _, received in running)
+    net = [max(0.0, cpu - rate * elapsed) for cpu, rate in zip(spent, idle_rate, strict=True)]
     await asyncio.gather(*(client.disconnect() for client, _, _ in running), *(c.disconnect() for c in idle))
     return {
         "gateways": len(urls),
@@ -76,6 +89,9 @@ async def floods(stack: Stack, active: int, tasks_each: int, events_each: int) -
         "seconds": elapsed,
         "cpu_seconds": spent,
         "cpu_us_per_event": sum(spent) * 1e6 / delivered if delivered else float("nan"),
+        "idle_cpu_per_second": idle_rate,
+        "net_cpu_seconds": net,
+        "net_cpu_us_per_event": sum(net) * 1e6 / delivered if delivered else float("nan"),
     }
 
 
