@@ -90,6 +90,8 @@ class Shard:
             try:
                 async for message in self._pubsub.listen():
                     await self._handle(message)
+                # listen() returns when nothing is subscribed: never spin.
+                await asyncio.sleep(RECONNECT_PAUSE)
             except (redis.exceptions.RedisError, OSError) as error:
                 logger.warning("task channel subscriber lost its connection (%s); reconnecting", error)
                 await asyncio.sleep(RECONNECT_PAUSE)
