@@ -1,9 +1,12 @@
 """What we rely on in python-socketio, pinned: an upgrade that changes it fails here.
 
-Workers publish python-socketio's own pub/sub ``emit`` message without running
-python-socketio (stirfried.protocol.encode_event), and the gateway's manager
-hooks into two of its internals (``_handle_emit``, ``initialize``). setup.cfg
-bounds python-socketio to the versions these tests passed on.
+Workers before per-task channels published python-socketio's own pub/sub
+``emit`` message without running python-socketio (stirfried.protocol.encode_event;
+the gateway still relays it, as it relays 0.7.0 workers'), and the gateway's
+manager hooks into two of its internals (``_handle_emit``, ``initialize``).
+setup.cfg bounds python-socketio to the versions these tests passed on. Today's
+workers publish a compact message on each task's channel: its round trip is
+pinned here too.
 """
 
 from __future__ import annotations
@@ -76,3 +79,25 @@ def test_a_worker_message_decodes_back_to_its_task_event():
     task_id, event = decoded
     assert task_id == "t1"
     assert (event.event_id, event.name, event.payload) == (3, "on_success", {"event_id": 3, **payload})
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"task_id": "t1", "task_name": "add", "retval": [1, {"a": []}]},
+        {"task_id": "t1", "task_name": "blob", "retval": b"\x00\xffbinary", "more": [b"x", {"y": b"z"}]},
+    ],
+    ids=["json", "binary"],
+)
+def test_a_task_channel_message_decodes_back_to_its_event_and_room(payload):
+    encoded = protocol.encode_task_message("on_success", payload, "sid-1")
+    # What the worker's Redis script publishes on the task's channel.
+    raw = f'{encoded.head}{{"event_id":3,"epoch":"ab12",{encoded.body}{encoded.tail}'.encode()
+
+    live = protocol.decode_live_message(raw)
+
+    assert live is not None
+    assert live.room == "sid-1"
+    assert (live.event.event_id, live.event.name) == (3, "on_success")
+    assert live.event.payload == {"event_id": 3, "epoch": "ab12", **payload}
+    assert protocol.task_id_of_channel(protocol.task_channel("t1")) == "t1"
