@@ -45,9 +45,10 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that every scenario runs")
     parser.add_argument(
         "--parts",
-        default="classic,scale-out,cluster",
+        default="classic,scale-out,cluster,paired",
         help="comma-separated: classic (one gateway), scale-out (1/2/4 gateways), cluster (events on a "
-        "three-node Valkey Cluster, this checkout only)",
+        "three-node Valkey Cluster, this checkout only), paired (end to end on both systems at once, "
+        "one task each in turn; needs --against)",
     )
     return parser.parse_args(argv)
 
@@ -70,6 +71,19 @@ def measure_scale_out(system: System, redis_url: str, smoke: bool, events_url: s
             )
             drain(redis_url)
     return results
+
+
+def measure_paired(baseline: System, smoke: bool) -> Results:
+    """End to end on both systems at once (each on a Redis of its own), one task each in turn."""
+    print(f"measuring end to end, paired with {baseline.name} ...", file=sys.stderr, flush=True)
+    with (
+        redis_server(None) as ours_redis,
+        redis_server(None) as theirs_redis,
+        running_stack(THIS_CHECKOUT, ours_redis) as ours,
+        running_stack(baseline, theirs_redis) as theirs,
+    ):
+        tasks = 20 if smoke else 1000
+        return asyncio.run(scenarios.paired_end_to_end(ours.gateway_url, theirs.gateway_url, tasks))
 
 
 def measure_on_cluster(redis_url: str, smoke: bool) -> Results:
@@ -229,6 +243,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if "cluster" in arguments.parts.split(",")
             else None
         )
+    paired = (
+        measure_paired(baseline, arguments.smoke)
+        if baseline is not None and "paired" in arguments.parts.split(",")
+        else None
+    )
     report["results"] = ours
     print(table({name: figures for name, figures in ours.items() if "cpu_seconds" not in figures}))
     print(scale_out_table(ours))
@@ -255,6 +274,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(scale_out_table(theirs))
         print()
         print(comparison_table(rows, arguments.against))
+    if paired is not None:
+        report["paired_end_to_end"] = paired
+        ours_e2e, theirs_e2e = paired["ours"], paired["theirs"]
+        print(
+            f"\nend to end, paired (one task each in turn): ours p50 {ours_e2e['p50_ms']:.2f} / p99 "
+            f"{ours_e2e['p99_ms']:.2f} ms, {arguments.against} p50 {theirs_e2e['p50_ms']:.2f} / p99 "
+            f"{theirs_e2e['p99_ms']:.2f} ms, p50 ratio {ratio(ours_e2e['p50_ms'], theirs_e2e['p50_ms']):.2f}"
+        )
     if cluster is not None:
         report["cluster"] = cluster
         print("\nthis checkout, task events on a three-node Valkey Cluster:")

@@ -35,6 +35,7 @@ socket.on("connect", () => {
 
 function resubscribe(taskId, entry) {
   const request = { task_id: taskId, after: entry.lastEventId, token: entry.token };
+  if (entry.epoch) request.epoch = entry.epoch; // a lost log (new epoch) is then replayed whole
   socket.timeout(10000).emit("subscribe_task", request, (error, reply) => {
     if (error || !reply || reply.status !== "success") requestInfo(taskId);
   });
@@ -56,11 +57,15 @@ function onTaskEvent(name, handler) {
   });
 }
 
-// Each event once: a replay may repeat what already arrived live.
+// Each event once: a replay may repeat what already arrived live. An event of a
+// new log (another epoch: Redis lost the old one) counts from 1 again.
 function fresh(event) {
   const entry = rows.get(event.task_id);
-  if (!entry || !(event.event_id > entry.lastEventId)) return null;
+  if (!entry) return null;
+  const newLog = typeof event.epoch === "string" && entry.epoch && event.epoch !== entry.epoch;
+  if (!newLog && !(event.event_id > entry.lastEventId)) return null;
   entry.lastEventId = event.event_id;
+  if (typeof event.epoch === "string") entry.epoch = event.epoch;
   return entry;
 }
 socket.on("disconnect", () => setConnection("disconnected, reconnecting…", "disconnected"));
