@@ -1,7 +1,7 @@
 """``python -m bench``: start a stack, run every scenario, print the table (and write JSON).
 
 python -m bench [--redis-url URL] [--seconds 10] [--idle-clients 10000]
-                [--against stirfried==0.7.0] [--json FILE] [--smoke]
+                [--against stirfried==0.7.0] [--json FILE] [--smoke] [--parts classic,scale-out,cluster]
 """
 
 from __future__ import annotations
@@ -12,13 +12,14 @@ import json
 import math
 import platform
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from bench import scenarios
+from bench import scaleout, scenarios
 from bench.baseline import baseline_python
 from bench.stack import THIS_CHECKOUT, Stack, System, raise_open_file_limit, redis_server, running_stack
 from bench.stack import wait_for_idle_worker as drain
@@ -42,7 +43,81 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that every scenario runs")
+    parser.add_argument(
+        "--parts",
+        default="classic,scale-out,cluster,paired",
+        help="comma-separated: classic (one gateway), scale-out (1/2/4 gateways), cluster (events on a "
+        "three-node Valkey Cluster, this checkout only), paired (end to end on both systems at once, "
+        "one task each in turn; needs --against)",
+    )
     return parser.parse_args(argv)
+
+
+FLOOD_EVENTS = 20_000
+
+
+def measure_scale_out(system: System, redis_url: str, smoke: bool, events_url: str | None = None) -> Results:
+    """The idle second gateway, and CPU per delivered event with 1, 2 and 4 gateways."""
+    total = 400 if smoke else FLOOD_EVENTS
+    results: Results = {}
+    print(f"measuring {system.name}: scale-out{' on the cluster' if events_url else ''} ...", file=sys.stderr)
+    with running_stack(system, redis_url, gateways=2, events_url=events_url) as stack:
+        results["idle_gateway_b"] = asyncio.run(scaleout.idle_gateway(stack, 4, total // 4))
+        drain(redis_url)
+    for gateways in (1, 2, 4):
+        with running_stack(system, redis_url, gateways=gateways, events_url=events_url) as stack:
+            results[f"per_event_{gateways}_gateways"] = asyncio.run(
+                scaleout.floods(stack, gateways, 2, total // (2 * gateways))
+            )
+            drain(redis_url)
+    return results
+
+
+def measure_paired(baseline: System, smoke: bool) -> Results:
+    """End to end on both systems at once (each on a Redis of its own), one task each in turn."""
+    print(f"measuring end to end, paired with {baseline.name} ...", file=sys.stderr, flush=True)
+    with (
+        redis_server(None) as ours_redis,
+        redis_server(None) as theirs_redis,
+        running_stack(THIS_CHECKOUT, ours_redis) as ours,
+        running_stack(baseline, theirs_redis) as theirs,
+    ):
+        tasks = 20 if smoke else 1000
+        return asyncio.run(scenarios.paired_end_to_end(ours.gateway_url, theirs.gateway_url, tasks))
+
+
+def measure_on_cluster(redis_url: str, smoke: bool) -> Results:
+    """This checkout with task events on a three-node Valkey Cluster (broker and results on one)."""
+    from tests.services import redis_cluster
+
+    scale = 0.02 if smoke else 1.0
+    with tempfile.TemporaryDirectory() as directory, redis_cluster(Path(directory)) as cluster_url:
+        results = measure_scale_out(THIS_CHECKOUT, redis_url, smoke, events_url=cluster_url)
+        with running_stack(THIS_CHECKOUT, redis_url, events_url=cluster_url) as stack:
+            results["end_to_end_add"] = asyncio.run(
+                scenarios.end_to_end(stack.gateway_url, max(5, int(1000 * scale)))
+            )
+            results["progress_flood"] = asyncio.run(
+                scenarios.progress_flood(stack.gateway_url, max(50, int(10_000 * scale)))
+            )
+    return results
+
+
+def scale_out_table(results: Results) -> str:
+    header = f"{'scale-out scenario':<26} {'gateways':>8} {'events':>8} {'CPU s per gateway':<32}"
+    rows = [f"{header} {'us/event':>9} {'net':>6}"]
+    for name, figures in results.items():
+        if "cpu_seconds" not in figures:
+            continue
+        cpu = " ".join(f"{value:.2f}" for value in figures["cpu_seconds"])
+        rows.append(
+            f"{name:<26} {figures['gateways']:>8} {figures['events_delivered']:>8} {cpu:<32} "
+            f"{figures['cpu_us_per_event']:>9.1f} {figures['net_cpu_us_per_event']:>6.1f}"
+        )
+    idle = results.get("idle_gateway_b")
+    if idle:
+        rows.append(f"gateway B (follows nothing) / gateway A CPU: {idle['b_over_a']:.3f}")
+    return "\n".join(rows)
 
 
 async def measure(stack: Stack, seconds: float, smoke: bool, idle_clients: int) -> Results:
@@ -64,13 +139,18 @@ async def measure(stack: Stack, seconds: float, smoke: bool, idle_clients: int) 
 
 
 def measure_system(system: System, redis_url: str, arguments: argparse.Namespace, seconds: float) -> Results:
-    print(f"measuring {system.name} ...", file=sys.stderr, flush=True)
-    with running_stack(system, redis_url) as stack:
-        results = asyncio.run(measure(stack, seconds, arguments.smoke, arguments.idle_clients))
-        if system is THIS_CHECKOUT:
-            # Same conditions as the HTTP scenario: the worker consumes what is published.
-            drain(redis_url)
-            results["celery_send_task_floor"] = scenarios.bare_send_task(redis_url, seconds)
+    parts = arguments.parts.split(",")
+    results: Results = {}
+    if "classic" in parts:
+        print(f"measuring {system.name} ...", file=sys.stderr, flush=True)
+        with running_stack(system, redis_url) as stack:
+            results = asyncio.run(measure(stack, seconds, arguments.smoke, arguments.idle_clients))
+            if system is THIS_CHECKOUT:
+                # Same conditions as the HTTP scenario: the worker consumes what is published.
+                drain(redis_url)
+                results["celery_send_task_floor"] = scenarios.bare_send_task(redis_url, seconds)
+    if "scale-out" in parts:
+        results.update(measure_scale_out(system, redis_url, arguments.smoke))
     return results
 
 
@@ -103,6 +183,10 @@ COMPARED = (
     ("end-to-end p99 ms", "end_to_end_add", "p99_ms", "<= 0.5"),
     ("progress events/s", "progress_flood", "per_second", ">= 10"),
     ("KiB per idle client", "idle_clients", "kib_per_client", "<= 0.75"),
+    ("idle gateway B CPU / A's", "idle_gateway_b", "b_over_a", "<= 0.05"),
+    ("CPU us/event, 1 gateway", "per_event_1_gateways", "cpu_us_per_event", "<= 1"),
+    ("CPU us/event, 4 gateways", "per_event_4_gateways", "cpu_us_per_event", "<= 1"),
+    ("net CPU us/event, 4 gateways", "per_event_4_gateways", "net_cpu_us_per_event", "<= 1"),
 )
 
 
@@ -111,9 +195,11 @@ def comparison(ours: Results, theirs: Results) -> dict[str, dict[str, Any]]:
     rows = {
         label: (ours[scenario][figure], theirs[scenario][figure], target)
         for label, scenario, figure, target in COMPARED
+        if scenario in ours and scenario in theirs
     }
-    floor = ours["celery_send_task_floor"]["per_second"]
-    rows["HTTP c32 vs bare send_task/s"] = (ours["http_c32"]["per_second"], floor, ">= 1.0")
+    if "celery_send_task_floor" in ours:
+        floor = ours["celery_send_task_floor"]["per_second"]
+        rows["HTTP c32 vs bare send_task/s"] = (ours["http_c32"]["per_second"], floor, ">= 1.0")
     return {
         name: {"ours": a, "theirs": b, "ratio": ratio(a, b), "target": target}
         for name, (a, b, target) in rows.items()
@@ -152,10 +238,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         ours = measure_system(THIS_CHECKOUT, redis_url, arguments, seconds)
         ours.update(log_cost)
         theirs = measure_system(baseline, redis_url, arguments, seconds) if baseline else None
+        cluster = (
+            measure_on_cluster(redis_url, arguments.smoke)
+            if "cluster" in arguments.parts.split(",")
+            else None
+        )
+    paired = (
+        measure_paired(baseline, arguments.smoke)
+        if baseline is not None and "paired" in arguments.parts.split(",")
+        else None
+    )
     report["results"] = ours
-    print(table(ours))
-    floor = ours["celery_send_task_floor"]["per_second"]
-    print(f"HTTP submissions / bare send_task: c32 {ratio(ours['http_c32']['per_second'], floor):.2f}x")
+    print(table({name: figures for name, figures in ours.items() if "cpu_seconds" not in figures}))
+    print(scale_out_table(ours))
+    if "celery_send_task_floor" in ours:
+        floor = ours["celery_send_task_floor"]["per_second"]
+        print(f"HTTP submissions / bare send_task: c32 {ratio(ours['http_c32']['per_second'], floor):.2f}x")
     print(
         "event log: "
         + ", ".join(
@@ -172,9 +270,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         report["comparison"] = rows = comparison(ours, theirs)
         print(f"\n{arguments.against}:")
-        print(table(theirs))
+        print(table({name: figures for name, figures in theirs.items() if "cpu_seconds" not in figures}))
+        print(scale_out_table(theirs))
         print()
         print(comparison_table(rows, arguments.against))
+    if paired is not None:
+        report["paired_end_to_end"] = paired
+        ours_e2e, theirs_e2e = paired["ours"], paired["theirs"]
+        print(
+            f"\nend to end, paired (one task each in turn): ours p50 {ours_e2e['p50_ms']:.2f} / p99 "
+            f"{ours_e2e['p99_ms']:.2f} ms, {arguments.against} p50 {theirs_e2e['p50_ms']:.2f} / p99 "
+            f"{theirs_e2e['p99_ms']:.2f} ms, p50 ratio {ratio(ours_e2e['p50_ms'], theirs_e2e['p50_ms']):.2f}"
+        )
+    if cluster is not None:
+        report["cluster"] = cluster
+        print("\nthis checkout, task events on a three-node Valkey Cluster:")
+        print(table({name: figures for name, figures in cluster.items() if "cpu_seconds" not in figures}))
+        print(scale_out_table(cluster))
     if arguments.json:
         arguments.json.write_text(json.dumps(report, indent=2))
     return 0

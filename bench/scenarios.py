@@ -160,10 +160,9 @@ def event_log_cost(redis_url: str, count: int) -> dict[str, dict[str, Any]]:
     for name, log in (("event_log_on", True), ("event_log_off", False)):
         emitter = TaskEventEmitter(redis_url, log_max_length=count, log_ttl=600, log_enabled=log)
         task_id = f"bench-{uuid.uuid4()}"
-        rooms = [protocol.task_room(task_id)]
         began = time.perf_counter()
         for step in range(1, count + 1):
-            emitter.emit(protocol.ON_PROGRESS, payload(task_id, step), task_id, rooms)
+            emitter.emit(protocol.ON_PROGRESS, payload(task_id, step), task_id, None)
         elapsed = time.perf_counter() - began
         memory = client.memory_usage(protocol.event_log_key(task_id), samples=0) or 0
         client.delete(protocol.event_log_key(task_id), protocol.event_sequence_key(task_id))
@@ -240,3 +239,30 @@ async def idle_clients(gateway_url: str, gateway_pid: int, count: int, e2e_tasks
         "p99_ms": latency["p99_ms"],
         "per_second": connected / connect_seconds if connect_seconds else 0.0,
     }
+
+
+async def paired_end_to_end(ours_url: str, theirs_url: str, tasks: int) -> dict[str, dict[str, Any]]:
+    """``end_to_end`` on two stacks at once, one task on each in turn, so that both see the
+    same background load of a shared machine at the same moments: the fair comparison."""
+    loop = asyncio.get_running_loop()
+    clients: dict[str, socketio.AsyncClient] = {}
+    arrived: dict[str, asyncio.Future[None]] = {}
+    for name, url in (("ours", ours_url), ("theirs", theirs_url)):
+        client = clients[name] = socketio.AsyncClient()
+
+        @client.on(protocol.ON_SUCCESS)
+        async def on_success(payload: dict[str, Any]) -> None:
+            arrived.setdefault(payload["task_id"], loop.create_future()).set_result(None)
+
+        await client.connect(url, transports=["websocket"])
+    latencies: dict[str, list[float]] = {"ours": [], "theirs": []}
+    for number in range(-WARM_UP_TASKS, tasks):
+        for name, client in clients.items():
+            started = time.perf_counter()
+            reply = await client.call("send_task", {"task_name": "add", "args": [number, 1]})
+            await asyncio.wait_for(arrived.setdefault(reply["data"], loop.create_future()), 30)
+            if number >= 0:
+                latencies[name].append(time.perf_counter() - started)
+    for client in clients.values():
+        await client.disconnect()
+    return {name: summary(values, 1.0, 0) for name, values in latencies.items()}

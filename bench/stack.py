@@ -51,6 +51,9 @@ class Stack:
     redis_url: str
     gateway_url: str
     gateway_pid: int
+    gateway_urls: tuple[str, ...] = ()
+    """Every gateway process (the first is ``gateway_url``)."""
+    gateway_pids: tuple[int, ...] = ()
 
 
 @contextlib.contextmanager
@@ -98,12 +101,14 @@ def _wait_for_worker(redis_url: str, worker: subprocess.Popen[bytes], deadline: 
         app.close()
 
 
-def _settings(url: str) -> dict[str, Any]:
+def _settings(url: str, events_url: str | None = None) -> dict[str, Any]:
+    cluster = {"stirfried_redis_cluster": True} if events_url else {}
     return {
         "broker_url": url,
         "result_backend": url,
         "task_default_queue": QUEUE,
-        "stirfried_redis_url": url,
+        "stirfried_redis_url": events_url or url,
+        **cluster,
         # Both systems then honour the sentinel room the Socket.IO scenario asks for.
         "stirfried_custom_rooms": True,
         "stirfried_anonymous": True,
@@ -114,9 +119,14 @@ def _settings(url: str) -> dict[str, Any]:
     }
 
 
-def _commands(system: System, directory: Path, url: str, port: int) -> tuple[list[str], list[str], str]:
-    """Worker command, gateway command and the path that answers once the gateway is up."""
-    settings = _settings(url)
+def _commands(
+    system: System, directory: Path, url: str, port: int, events_url: str | None = None
+) -> tuple[list[str], list[str], str]:
+    """Worker command, gateway command and the path that answers once the gateway is up.
+
+    ``events_url``: task events on this Redis Cluster (broker and results stay on ``url``).
+    """
+    settings = _settings(url, events_url)
     worker = [system.python, "-m", "celery", "-A", "bench.legacy_tasks" if system.legacy else "bench.tasks",
               "worker", "--queues", QUEUE, "--concurrency", "2", "--loglevel", "WARNING",
               "--without-gossip", "--without-mingle", "--purge"]  # fmt: skip
@@ -133,13 +143,17 @@ def _commands(system: System, directory: Path, url: str, port: int) -> tuple[lis
 
 
 @contextlib.contextmanager
-def running_stack(system: System, redis_url: str) -> Iterator[Stack]:
-    """A Celery worker (two processes) and a gateway of ``system`` on ``redis_url``."""
+def running_stack(
+    system: System, redis_url: str, gateways: int = 1, events_url: str | None = None
+) -> Iterator[Stack]:
+    """A Celery worker (two processes) and ``gateways`` gateway processes of ``system`` on
+    ``redis_url`` (task events on the cluster at ``events_url``, if given)."""
     with tempfile.TemporaryDirectory() as name:
         directory = Path(name)
-        port = free_port()
-        gateway_url = f"http://127.0.0.1:{port}"
-        worker_command, gateway_command, probe = _commands(system, directory, redis_url, port)
+        ports = [free_port() for _ in range(gateways)]
+        urls = tuple(f"http://127.0.0.1:{port}" for port in ports)
+        worker_command, _, probe = _commands(system, directory, redis_url, ports[0], events_url)
+        commands = [_commands(system, directory, redis_url, port, events_url)[1] for port in ports]
         environment = {
             **os.environ,
             "STIRFRIED_CONFIG": str(directory / "bench.yaml"),
@@ -152,15 +166,19 @@ def running_stack(system: System, redis_url: str) -> Iterator[Stack]:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        started: list[subprocess.Popen[bytes]] = []
         try:
-            gateway = start_server_process(
-                gateway_command, gateway_url + probe, None, cwd=directory, env=environment,
-                preexec_fn=raise_open_file_limit,
-            )  # fmt: skip
-            try:
-                _wait_for_worker(redis_url, worker, time.monotonic() + 30)
-                yield Stack(redis_url, gateway_url, gateway.pid)
-            finally:
-                stop_process(gateway)
+            for command, url in zip(commands, urls, strict=True):
+                started.append(
+                    start_server_process(
+                        command, url + probe, None, cwd=directory, env=environment,
+                        preexec_fn=raise_open_file_limit,
+                    )
+                )  # fmt: skip
+            _wait_for_worker(redis_url, worker, time.monotonic() + 30)
+            pids = tuple(process.pid for process in started)
+            yield Stack(redis_url, urls[0], pids[0], urls, pids)
         finally:
+            for process in started:
+                stop_process(process)
             stop_process(worker, must_exit=False)  # warm shutdown may wait for a backlog

@@ -25,6 +25,7 @@ from stirfried.server.app_keys import (
     BUDGET,
     CALLERS,
     CELERY,
+    CHANNELS,
     CONFIG,
     CONNECTIONS,
     METRICS,
@@ -48,6 +49,7 @@ from stirfried.server.socketio_api import SocketIOApi, drop_connections
 from stirfried.server.socketio_options import create_socketio_server
 from stirfried.server.subscriptions import TaskSubscriptions
 from stirfried.server.task_access import TaskAccess, subscription_tokens
+from stirfried.server.task_channels import TaskChannels
 from stirfried.settings import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -77,8 +79,8 @@ def create_app(config: Config) -> web.Application:
     )
     # The Socket.IO server also carries the relay of worker events, which SSE
     # streams need even when the Socket.IO API itself is switched off.
-    relay = TaskEventRelay(settings.progress_rate)
-    sio = create_socketio_server(config, relay, metrics.count_event, origins)
+    relay = TaskEventRelay(settings.progress_rate, metrics.count_event)
+    sio = create_socketio_server(config, relay, origins)
     sessions = SessionGuard(sio, callers, settings.max_connections_per_ip)
     app = web.Application(
         middlewares=[metrics.measure_requests(), json_errors, origins.middleware(), sessions.middleware()],
@@ -105,6 +107,7 @@ def create_app(config: Config) -> web.Application:
             celery_facade,
             redis_client,
             health.readiness_redis,
+            task_channels(relay),
             task_services(relay),
             socketio_server(relay, sessions),
         ]
@@ -134,9 +137,30 @@ async def redis_client(app: web.Application) -> AsyncIterator[None]:
     if not settings.redis_url:
         yield
         return
-    app[REDIS] = client = redis_clients.open_client(settings.redis_url, settings.broker_timeout)
+    app[REDIS] = client = redis_clients.open_client(
+        settings.redis_url, settings.broker_timeout, settings.redis_cluster
+    )
     yield
     await client.aclose()
+
+
+def task_channels(relay: TaskEventRelay) -> CleanupContext:
+    """The subscriber connection(s) to the channels of the tasks this gateway's clients follow."""
+
+    async def subscribe(app: web.Application) -> AsyncIterator[None]:
+        settings = app[CONFIG].stirfried
+        if not settings.redis_url:
+            relay.serve(app[SOCKETIO], None)
+            yield
+            return
+        channels = TaskChannels(settings.redis_url, settings.redis_cluster, settings.broker_timeout)
+        app[CHANNELS] = channels
+        relay.serve(app[SOCKETIO], channels)
+        await channels.open(relay.relay_live)
+        yield
+        await channels.close()
+
+    return subscribe
 
 
 def task_services(relay: TaskEventRelay) -> CleanupContext:
@@ -149,9 +173,13 @@ def task_services(relay: TaskEventRelay) -> CleanupContext:
         app[ACCESS] = TaskAccess(app[CALLERS].authenticator, tokens, client, settings.event_log_ttl)
         app[BUDGET] = RateLimiter(settings.rate_limit, settings.rate_burst)
         app[CONNECTIONS] = ConnectionCounter(settings.max_connections_per_ip)
-        app[SCHEDULER] = TaskScheduler(app[CELERY], settings, app[METRICS], app[ACCESS], app[BUDGET])
         event_log = EventLog(client) if client is not None else None
-        app[SUBSCRIPTIONS] = TaskSubscriptions(app[SOCKETIO], relay, event_log, app[CELERY], settings)
+        app[SUBSCRIPTIONS] = subscriptions = TaskSubscriptions(
+            app[SOCKETIO], relay, event_log, app[CELERY], settings, app.get(CHANNELS)
+        )
+        app[SCHEDULER] = TaskScheduler(
+            app[CELERY], settings, app[METRICS], app[ACCESS], app[BUDGET], subscriptions
+        )
         yield
 
     return build

@@ -18,6 +18,7 @@ from stirfried.server.metrics import GatewayMetrics
 from stirfried.server.scheduling import TaskScheduler
 from stirfried.server.subscriptions import TaskSubscriptions
 from stirfried.server.task_access import TaskAccess
+from stirfried.server.task_channels import TaskChannels
 
 # Set by create_app (nothing to open or close).
 CONFIG = web.AppKey("stirfried_config", Config)
@@ -28,6 +29,8 @@ SOCKETIO = web.AppKey("stirfried_socketio", socketio.AsyncServer)
 CELERY = web.AppKey("stirfried_celery", CeleryFacade)
 # Owned by app.redis_client (absent without stirfried_redis_url).
 REDIS = web.AppKey("stirfried_redis", redis.asyncio.Redis)
+# Owned by app.task_channels (absent without stirfried_redis_url).
+CHANNELS = web.AppKey("stirfried_channels", TaskChannels)
 # Owned by health.readiness_redis.
 READINESS_REDIS = web.AppKey("stirfried_readiness_redis", redis.asyncio.Redis)
 # Built by app.task_services from the resources above.

@@ -20,6 +20,8 @@ class LogRead:
 
     events: list[TaskEvent]
     exists: bool
+    epoch: str | None = None
+    """The identity of the log (:data:`stirfried.protocol.EPOCH`), if it has one."""
 
 
 class EventLog:
@@ -33,8 +35,13 @@ class EventLog:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.xrange(protocol.event_log_key(task_id), min=f"{after + 1}-0")
             pipe.exists(protocol.event_sequence_key(task_id))
-            entries, exists = await pipe.execute()
-        return LogRead([protocol.decode_log_entry(fields) for _id, fields in entries], bool(exists))
+            pipe.get(protocol.epoch_key(task_id))
+            entries, exists, epoch = await pipe.execute()
+        return LogRead(
+            [protocol.decode_log_entry(fields) for _id, fields in entries],
+            bool(exists),
+            epoch.decode() if epoch else None,
+        )
 
     async def last_event(self, task_id: str) -> TaskEvent | None:
         """The newest logged event of ``task_id``, if any."""

@@ -1,15 +1,21 @@
 """The relay of worker events from Redis to this gateway's Socket.IO clients and SSE streams.
 
-python-socketio's ``AsyncRedisManager`` receives every message published on
-its channel (by workers and by other gateways). :class:`RelayingRedisManager`
-hands each one to :class:`TaskEventRelay` before delivery, which for events of
-a task (those addressed to its task room)
+Task events arrive on their task's own channel (:mod:`task_channels`, only for
+tasks this gateway follows): :meth:`TaskEventRelay.relay_live`. Messages on
+python-socketio's shared channel (emits of other gateways, custom rooms, and
+events of workers still on the Stirfried 0.7.0 library) reach
+:class:`RelayingRedisManager`, which hands each to :meth:`TaskEventRelay.relay`.
+For an event of a task, the relay
 
-1. parses the event (:func:`stirfried.protocol.decode_task_message`),
+1. parses the event (:func:`stirfried.protocol.decode_live_message`, or
+   :func:`stirfried.protocol.decode_task_message` for python-socketio's message),
 2. paces progress (:mod:`progress_pacer`, when ``stirfried_progress_rate`` is set),
 3. feeds the task's SSE streams, and holds the event back from clients whose
    replay is still running or who unsubscribed (:mod:`subscriptions` registers them),
-4. delivers the message to the task's rooms as python-socketio would.
+4. delivers it to the task's room and, on the gateway that scheduled the task,
+   to the room it was scheduled for (:meth:`TaskEventRelay.route`): a client of
+   this gateway directly, a custom room through python-socketio's manager (its
+   members may be on any gateway).
 
 Every other message is delivered untouched. All state is touched on the event
 loop only, so no locks are needed.
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -30,11 +37,14 @@ from stirfried.protocol import TaskEvent
 from stirfried.server import redis_clients
 from stirfried.server.errors import SubscriptionConflict
 from stirfried.server.progress_pacer import ProgressPacer
+from stirfried.server.task_channels import TaskChannels
 
 logger = logging.getLogger(__name__)
 
 Message = dict[str, Any]
 Deliver = Callable[[Message], Awaitable[None]]
+Send = Callable[[list[str]], Awaitable[None]]
+"""Sends an event on, skipping the given sids."""
 
 # Live events an SSE stream may have queued before it is cut off; its client
 # then reconnects with Last-Event-ID and catches up from the log.
@@ -47,13 +57,29 @@ StreamQueue = asyncio.Queue[TaskEvent | None]
 """An SSE stream's live events; None ends the stream."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Route:
+    """Where this gateway delivers a task's events besides its task room."""
+
+    room: str
+    local: bool
+    """The room is a client of this gateway (its sid), not a custom room."""
+    expiry: asyncio.TimerHandle
+
+
 class TaskEventRelay:
     """Routes task events through progress pacing, held replays and SSE streams."""
 
-    def __init__(self, progress_rate: float) -> None:
-        self._pacer: ProgressPacer[tuple[str, TaskEvent, Message, Deliver]] | None = (
+    def __init__(self, progress_rate: float, on_event: Callable[[str], None]) -> None:
+        self._pacer: ProgressPacer[tuple[str, TaskEvent, Send]] | None = (
             ProgressPacer(progress_rate, self._send) if progress_rate > 0 else None
         )
+        self._on_event = on_event
+        self._sio: socketio.AsyncServer | None = None
+        self._channels: TaskChannels | None = None
+        # task id -> the room this gateway scheduled it for
+        self._routes: dict[str, Route] = {}
+        self._routes_by_sid: dict[str, set[str]] = {}
         # task id -> sid -> live events held back while that client's replay runs
         self._held: dict[str, dict[str, list[TaskEvent]]] = {}
         # task id -> queues of the SSE streams following it
@@ -66,20 +92,105 @@ class TaskEventRelay:
         # sid -> those task ids, oldest first (a dict as an ordered set)
         self._unsubscribed_by_sid: dict[str, dict[str, None]] = {}
 
+    def serve(self, sio: socketio.AsyncServer, channels: TaskChannels | None) -> None:
+        """Deliver through ``sio``; routes follow their tasks on ``channels``."""
+        self._sio = sio
+        self._channels = channels
+
     async def relay(self, message: Message, deliver: Deliver) -> None:
-        """Route one pub/sub message; ``deliver`` sends it to this process's clients."""
+        """Route one message of python-socketio's channel; ``deliver`` sends it to this process's clients."""
+        self._on_event(str(message.get("event")))
         found = protocol.decode_task_message(message)
         if found is None:
             await deliver(message)
             return
         task_id, event = found
-        if self._pacer is None:
-            await self._send((task_id, event, message, deliver))
-        else:
-            await self._pacer.offer(task_id, event.name, (task_id, event, message, deliver))
 
-    async def _send(self, routed: tuple[str, TaskEvent, Message, Deliver]) -> None:
-        task_id, event, message, deliver = routed
+        async def send(skipped: list[str]) -> None:
+            await deliver({**message, "skip_sid": skipped} if skipped else message)
+
+        await self._offer(task_id, event, send)
+
+    async def relay_live(self, task_id: str, data: bytes) -> None:
+        """Route one message of a task's own channel."""
+        live = protocol.decode_live_message(data)
+        if live is None:
+            logger.warning("dropped a malformed message on the channel of task %s", task_id)
+            return
+        event = live.event
+        self._on_event(event.name)
+
+        async def send(skipped: list[str]) -> None:
+            await self._deliver_live(task_id, event, skipped)
+
+        await self._offer(task_id, event, send)
+
+    async def _offer(self, task_id: str, event: TaskEvent, send: Send) -> None:
+        if self._pacer is None:
+            await self._send((task_id, event, send))
+        else:
+            await self._pacer.offer(task_id, event.name, (task_id, event, send))
+
+    async def _deliver_live(self, task_id: str, event: TaskEvent, skipped: list[str]) -> None:
+        sio = self._sio
+        if sio is None:
+            return
+        rooms = [protocol.task_room(task_id)]
+        route = self._routes.get(task_id)
+        if route is not None:
+            if route.local:
+                rooms.append(route.room)
+            else:
+                # A custom room's members may be on any gateway: python-socketio's channel.
+                # Members of the task room here get it below, once.
+                here = [sid for sid, _ in sio.manager.get_participants("/", rooms[0])]
+                await sio.emit(event.name, event.payload, to=route.room, skip_sid=skipped + here)
+        await sio.emit(event.name, event.payload, to=rooms, skip_sid=skipped or None, ignore_queue=True)
+        if event.name in protocol.FINAL_EVENTS:
+            # The task's last event: nothing more will come on its channel.
+            self.unroute(task_id)
+            if self._channels is not None:
+                self._channels.ended(task_id)
+
+    async def route(self, task_ids: list[str], room: str, sid: str | None, ttl: float) -> None:
+        """Deliver the events of ``task_ids`` to ``room`` too (``sid``: a client of this
+        gateway) until their final event, ``sid`` leaves or ``ttl`` seconds pass; returns
+        once their events reach this gateway."""
+        loop = asyncio.get_running_loop()
+        routed: list[str] = []
+        try:
+            for task_id in task_ids:
+                self.unroute(task_id)
+                expiry = loop.call_later(ttl, self.unroute, task_id)
+                local = room == sid
+                self._routes[task_id] = Route(room, local, expiry)
+                if local:
+                    self._routes_by_sid.setdefault(room, set()).add(task_id)
+                routed.append(task_id)
+                if self._channels is not None:
+                    await self._channels.follow(task_id)
+        except BaseException:
+            for task_id in routed:
+                self.unroute(task_id)
+            raise
+
+    def unroute(self, task_id: str) -> None:
+        """Stop delivering the task's events to the room it was scheduled for."""
+        route = self._routes.pop(task_id, None)
+        if route is None:
+            return
+        route.expiry.cancel()
+        if route.local:
+            tasks = self._routes_by_sid.get(route.room)
+            if tasks is not None:
+                tasks.discard(task_id)
+                if not tasks:
+                    del self._routes_by_sid[route.room]
+        if self._channels is not None:
+            self._channels.unfollow(task_id)
+
+    async def _send(self, routed: tuple[str, TaskEvent, Send]) -> None:
+        task_id, event, send = routed
         for queue in self._streams.get(task_id, ()):
             if queue.full():
                 cut_off(queue)
@@ -92,9 +203,7 @@ class TaskEventRelay:
             for events_held in held.values():
                 events_held.append(event)
             skipped.extend(held)
-        if skipped:
-            message = {**message, "skip_sid": skipped}
-        await deliver(message)
+        await send(skipped)
 
     @contextlib.contextmanager
     def holding(self, task_id: str, sid: str) -> Iterator[list[TaskEvent]]:
@@ -162,6 +271,8 @@ class TaskEventRelay:
         self._expired.discard(sid)
         for task_id in self._unsubscribed_by_sid.pop(sid, ()):
             self._discard_unsubscribed(sid, task_id)
+        for task_id in list(self._routes_by_sid.get(sid, ())):
+            self.unroute(task_id)
 
     def _discard_unsubscribed(self, sid: str, task_id: str) -> None:
         sids = self._unsubscribed.get(task_id)
@@ -177,9 +288,11 @@ class TaskEventRelay:
                 cut_off(queue)
 
     def close(self) -> None:
-        """Cancel pending progress timers."""
+        """Cancel pending progress timers and routes."""
         if self._pacer is not None:
             self._pacer.close()
+        for task_id in list(self._routes):
+            self.unroute(task_id)
 
 
 def cut_off(queue: StreamQueue) -> None:
@@ -197,17 +310,13 @@ class RelayingRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
     emit message received from Redis) and ``initialize()`` (starts the listener).
     """
 
-    def __init__(
-        self, url: str, relay: TaskEventRelay, on_event: Callable[[str], None], timeout: float
-    ) -> None:
+    def __init__(self, url: str, relay: TaskEventRelay, timeout: float) -> None:
         # No socket timeout on the subscriber: it waits for messages as long as it takes.
         options = {**redis_clients.client_options(timeout), "socket_timeout": None}
         super().__init__(url, redis_options=options)
         self._relay = relay
-        self._on_event = on_event
 
     async def _handle_emit(self, message: Message) -> None:
-        self._on_event(str(message.get("event")))
         await self._relay.relay(message, self._deliver)
 
     async def _deliver(self, message: Message) -> None:

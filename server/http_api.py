@@ -21,6 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
+from stirfried import protocol
 from stirfried.protocol import TaskEvent
 from stirfried.server import replies
 from stirfried.server.app_keys import (
@@ -44,7 +45,7 @@ from stirfried.server.errors import (
     http_reply,
 )
 from stirfried.server.limits import READ_COST, REVOKE_COST
-from stirfried.server.task_request import ClientJson, parse_after, parse_task_id
+from stirfried.server.task_request import ClientJson, parse_last_event_id, parse_task_id
 from stirfried.settings import StirfriedSettings
 
 logger = logging.getLogger(__name__)
@@ -103,8 +104,9 @@ async def task_events(request: web.Request) -> web.StreamResponse:
 
     Replays the logged events after ``Last-Event-ID`` (or ``?after=``), then
     streams live ones, and ends after the task's final event. Each message
-    carries the ``event_id`` as its SSE ``id``, so a browser's ``EventSource``
-    resumes exactly where it left. The subscription token suffices (EventSource
+    carries ``<epoch>:<event_id>`` as its SSE ``id``, so a browser's ``EventSource``
+    resumes exactly where it left (and replays everything if the log it numbered
+    is gone). The subscription token suffices (EventSource
     cannot send headers); a client token in Authorization works for the tasks
     its ``follow`` claims name.
     """
@@ -112,22 +114,22 @@ async def task_events(request: web.Request) -> web.StreamResponse:
     caller = _optional_caller(request)
     request.app[BUDGET].take(caller.rate_key, READ_COST)
     await request.app[ACCESS].check_follow(caller.principal, task_id, request.query.get("token"))
-    after = parse_after(request.headers.get("Last-Event-ID", request.query.get("after")))
+    after, epoch = parse_last_event_id(request.headers.get("Last-Event-ID", request.query.get("after")))
     connections = request.app[CONNECTIONS]
     if not connections.open(caller.address):
         raise RateLimited("too many connections from this address")
     try:
-        return await _stream_events(request, task_id, after, caller.principal.expires)
+        return await _stream_events(request, task_id, after, epoch, caller.principal.expires)
     finally:
         connections.close(caller.address)
 
 
 async def _stream_events(
-    request: web.Request, task_id: str, after: int, until: float | None
+    request: web.Request, task_id: str, after: int, epoch: str | None, until: float | None
 ) -> web.StreamResponse:
     """Write the task's events as they come; the stream ends with the task, at shutdown,
     or when the caller's token expires (it must not receive events after that)."""
-    events = request.app[SUBSCRIPTIONS].stream(task_id, after, idle=KEEPALIVE_SECONDS)
+    events = request.app[SUBSCRIPTIONS].stream(task_id, after, idle=KEEPALIVE_SECONDS, epoch=epoch)
     # Started on the first event: until then a failure (Redis down) is still a JSON 503.
     response: web.StreamResponse | None = None
     try:
@@ -160,7 +162,9 @@ def _loop_time(unix_time: float | None) -> float | None:
 
 def format_event(event: TaskEvent) -> bytes:
     """One SSE message: ``id``, ``event`` and the payload as one line of JSON."""
-    return f"id: {event.event_id}\nevent: {event.name}\ndata: {replies.dumps(event.payload)}\n\n".encode()
+    epoch = event.payload.get(protocol.EPOCH)
+    sse_id = f"{epoch}:{event.event_id}" if protocol.is_epoch(epoch) else str(event.event_id)
+    return f"id: {sse_id}\nevent: {event.name}\ndata: {replies.dumps(event.payload)}\n\n".encode()
 
 
 async def _start_stream(request: web.Request) -> web.StreamResponse:

@@ -11,6 +11,7 @@ from typing import Any
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.driver_info import DriverInfo
@@ -37,6 +38,10 @@ def client_options(timeout: float) -> dict[str, Any]:
     }
 
 
-def open_client(url: str, timeout: float) -> redis.asyncio.Redis:
-    """A client for ``url``; it connects on first use."""
+def open_client(url: str, timeout: float, cluster: bool = False) -> redis.asyncio.Redis:
+    """A client for ``url`` (with ``cluster``, a Redis Cluster client); it connects on first use."""
+    if cluster:
+        # The commands the gateway sends (pipelines of one task's keys) are the same on both.
+        client: Any = redis.asyncio.cluster.RedisCluster.from_url(url, **client_options(timeout))
+        return client  # type: ignore[no-any-return]
     return redis.asyncio.Redis.from_url(url, **client_options(timeout))

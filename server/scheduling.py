@@ -14,7 +14,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from stirfried import protocol
 from stirfried.server.caller import Caller, Principal
@@ -32,6 +32,14 @@ INVALID_TASK_NAME = "(invalid)"
 CELERY_BUILT_IN_PREFIX = "celery."
 
 
+class EventRoutes(Protocol):
+    """Where a planned task's events go on this gateway (``subscriptions.TaskSubscriptions``)."""
+
+    async def before_publish(self, plan: PublishPlan, room: str, sid: str | None) -> None: ...
+
+    def publish_failed(self, plan: PublishPlan) -> None: ...
+
+
 class TaskScheduler:
     """Validate, plan and publish a task object; count and log the outcome."""
 
@@ -42,19 +50,25 @@ class TaskScheduler:
         metrics: GatewayMetrics,
         access: TaskAccess,
         budget: RateLimiter,
+        routes: EventRoutes | None = None,
     ) -> None:
+        self._routes = routes
         self._celery = celery
         self._settings = settings
         self._metrics = metrics
         self._access = access
         self._budget = budget
 
-    async def schedule(self, data: Any, caller: Caller, default_room: str, api: str) -> str:
+    async def schedule(
+        self, data: Any, caller: Caller, default_room: str, api: str, sid: str | None = None
+    ) -> str:
         """Publish the task object ``data`` for ``caller``; return the task id.
 
         Events go to ``default_room`` unless the request names another room the
-        settings allow. Raises a Refusal: bad input, a forbidden task, too many
-        tasks, an expired token, or CeleryUnavailable.
+        settings allow; ``sid`` is the scheduling Socket.IO client, whose gateway
+        receives the task's events from before it is published. Raises a Refusal:
+        bad input, a forbidden task, too many tasks, an expired token, or
+        CeleryUnavailable.
         """
         name = INVALID_TASK_NAME
         principal = caller.principal
@@ -72,11 +86,18 @@ class TaskScheduler:
             check_allowed(task, self._settings.available_tasks, caller.principal)
             self._budget.take(caller.rate_key, TASK_COST * len(task.calls()))
             plan = plan_publish(task, default_room, caller.headers, self._settings, principal.subject)
+            if self._routes is not None:
+                await self._routes.before_publish(plan, plan.main.kwargs[protocol.ROOM_KWARG], sid)
             # Tagging (token holders only) never fails the request, so it overlaps the publish:
             # nobody can follow the task before its id is returned, which is after both.
-            _, task_id = await asyncio.gather(
-                self._access.tag(plan.main.task_id, principal), self._celery.publish(plan)
-            )
+            try:
+                _, task_id = await asyncio.gather(
+                    self._access.tag(plan.main.task_id, principal), self._celery.publish(plan)
+                )
+            except BaseException:
+                if self._routes is not None:
+                    self._routes.publish_failed(plan)
+                raise
         except Refusal as refusal:
             self._count_rejected(name, api, _reason(refusal))
             raise

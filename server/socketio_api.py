@@ -158,7 +158,7 @@ class SocketIOApi:
     async def _send_task(self, sid: str, data: Any) -> Reply:
         check_size(data, self._settings.max_request_bytes, "task object")
         task_id = await self._scheduler.schedule(
-            data, await self._caller(sid), default_room=sid, api="socketio"
+            data, await self._caller(sid), default_room=sid, api="socketio", sid=sid
         )
         return replies.scheduled(task_id, self._access.issue_token(task_id))
 
@@ -168,7 +168,7 @@ class SocketIOApi:
         caller = await self._caller(sid)
         self._budget.take(caller.rate_key, READ_COST)
         await self._access.check_follow(caller.principal, request.task_id, request.token)
-        await self._subscriptions.subscribe(sid, request.task_id, request.after)
+        await self._subscriptions.subscribe(sid, request.task_id, request.after, request.epoch)
         return replies.succeeded(request.task_id)
 
     async def _unsubscribe_task(self, sid: str, data: Any) -> Reply:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
 from typing import Any
 
 import engineio
@@ -57,13 +56,13 @@ def socketio_options(config: Config) -> dict[str, Any]:
 
 
 def create_socketio_server(
-    config: Config, relay: TaskEventRelay, on_event: Callable[[str], None], origins: OriginPolicy
+    config: Config, relay: TaskEventRelay, origins: OriginPolicy
 ) -> socketio.AsyncServer:
-    """An aiohttp-mode server; with ``stirfried_redis_url``, events cross processes via Redis.
+    """An aiohttp-mode server; with ``stirfried_redis_url``, emits cross processes via Redis.
 
-    Messages from Redis pass through ``relay``; ``on_event`` is called with the
-    name of each. Unless the ``socketio_*`` options say otherwise, ``origins``
-    decides which web origins may connect, and messages may be up to twice
+    Messages of python-socketio's Redis channel pass through ``relay``. Unless the
+    ``socketio_*`` options say otherwise, ``origins`` decides which web origins
+    may connect, and messages may be up to twice
     ``stirfried_max_request_bytes`` (handlers refuse those over it with a failed
     reply; Engine.IO drops a connection that sends more).
     """
@@ -71,11 +70,7 @@ def create_socketio_server(
     options["cors_allowed_origins"] = origins.for_engineio
     options.setdefault("max_http_buffer_size", 2 * config.stirfried.max_request_bytes)
     redis_url = config.stirfried.redis_url
-    manager = (
-        RelayingRedisManager(redis_url, relay, on_event, config.stirfried.broker_timeout)
-        if redis_url
-        else None
-    )
+    manager = RelayingRedisManager(redis_url, relay, config.stirfried.broker_timeout) if redis_url else None
     options["serializer"] = packet_class(
         options.get("serializer", "default"),
         binary_arguments=config.celery.get("task_serializer") == "msgpack",

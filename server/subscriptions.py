@@ -3,7 +3,9 @@
 A follower is a Socket.IO client (``subscribe_task``) or an SSE stream. Both
 start the same way:
 
-1. start receiving live events of the task, but hold them back;
+1. start receiving live events of the task, but hold them back: the hold is in
+   place, and Redis has confirmed this gateway's subscription to the task's
+   channel (:mod:`task_channels`), before the log is read;
 2. read the task's log for every event after ``after`` and deliver those;
 3. deliver the held-back live events whose ``event_id`` is above the last one
    delivered, then let live events through directly.
@@ -27,10 +29,11 @@ from celery import states
 
 from stirfried import protocol
 from stirfried.protocol import TaskEvent
-from stirfried.server.celery_facade import CeleryFacade, TaskState
+from stirfried.server.celery_facade import CeleryFacade, PublishPlan, TaskState
 from stirfried.server.errors import CeleryUnavailable, ResultBackendMissing
 from stirfried.server.event_log import EventLog, LogRead
 from stirfried.server.event_relay import TaskEventRelay
+from stirfried.server.task_channels import TaskChannels
 from stirfried.settings import StirfriedSettings
 
 logger = logging.getLogger(__name__)
@@ -40,6 +43,27 @@ logger = logging.getLogger(__name__)
 # a missing log means "not yet", not "expired": wait this long before
 # rebuilding the final events from the result backend.
 SYNTHESIS_GRACE = 2.0
+
+
+class Position:
+    """Where a follower is in a task's events: the last ``event_id`` it got, in which epoch."""
+
+    def __init__(self, after: int, epoch: str | None) -> None:
+        self.event_id = after
+        self.epoch = epoch
+
+    def is_new(self, event: TaskEvent) -> bool:
+        """Whether the follower lacks ``event``: a later id, or the first of a new log."""
+        epoch = event.payload.get(protocol.EPOCH)
+        if isinstance(epoch, str) and self.epoch is not None and epoch != self.epoch:
+            return True
+        return event.event_id > self.event_id
+
+    def passed(self, event: TaskEvent) -> None:
+        self.event_id = event.event_id
+        epoch = event.payload.get(protocol.EPOCH)
+        if isinstance(epoch, str):
+            self.epoch = epoch
 
 
 class TaskSubscriptions:
@@ -52,9 +76,13 @@ class TaskSubscriptions:
         log: EventLog | None,
         celery: CeleryFacade,
         settings: StirfriedSettings,
+        channels: TaskChannels | None = None,
     ) -> None:
         self._sio = sio
         self._relay = relay
+        self._channels = channels
+        # sid -> tasks it follows through subscribe_task (each holds one channel follow)
+        self._following: dict[str, set[str]] = {}
         self._log = log
         self._celery = celery
         self._settings = settings
@@ -64,38 +92,81 @@ class TaskSubscriptions:
         came after any earlier ``unsubscribe_task``: requests win in the order they came."""
         self._relay.resubscribed(sid, task_id)
 
-    async def subscribe(self, sid: str, task_id: str, after: int) -> int:
+    async def before_publish(self, plan: PublishPlan, room: str, sid: str | None) -> None:
+        """Route the planned tasks' events to ``room`` (``sid``: the scheduling client of this
+        gateway); returns once they reach this gateway, so before the tasks exist."""
+        if room == self._settings.sentinel_room:
+            return
+        task_ids = [plan.main.task_id, *(task.task_id for task in plan.followers)]
+        try:
+            await self._relay.route(task_ids, room, sid, ttl=self._settings.event_log_ttl)
+        except (redis.RedisError, OSError, TimeoutError) as error:
+            # Scheduling does not depend on the event Redis: the task runs, its events
+            # stay in the log (subscribe_task replays them once Redis answers again).
+            logger.warning("publishing task %s without its live events: %s", plan.main.task_id, error)
+
+    def publish_failed(self, plan: PublishPlan) -> None:
+        """Undo :meth:`before_publish`."""
+        for task in (plan.main, *plan.followers):
+            self._relay.unroute(task.task_id)
+
+    async def _follow(self, sid: str, task_id: str) -> None:
+        following = self._following.setdefault(sid, set())
+        if task_id in following or self._channels is None:
+            return
+        following.add(task_id)
+        try:
+            await self._channels.follow(task_id)
+        except BaseException:
+            self._unfollow(sid, task_id)
+            raise
+
+    def _unfollow(self, sid: str, task_id: str) -> None:
+        following = self._following.get(sid)
+        if following is None or task_id not in following:
+            return
+        following.discard(task_id)
+        if not following:
+            del self._following[sid]
+        if self._channels is not None:
+            self._channels.unfollow(task_id)
+
+    async def subscribe(self, sid: str, task_id: str, after: int, epoch: str | None = None) -> int:
         """Join ``sid`` to the task's room and replay what it missed; return events replayed.
 
-        Call :meth:`intend` first, when the request arrives.
-        """
+        ``after`` counts in ``epoch``: if the task's log has another epoch now, it is
+        a new log, and everything in it is replayed. Call :meth:`intend` first, when the
+        request arrives."""
         with self._relay.holding(task_id, sid) as held:
             room = protocol.task_room(task_id)
             await self._sio.enter_room(sid, room)
             try:
-                history = await self._history(task_id, after)
+                await self._follow(sid, task_id)
+                history, position = await self._history(task_id, after, epoch)
             except Exception:
                 await self._sio.leave_room(sid, room)
+                self._unfollow(sid, task_id)
                 raise
             if self._relay.is_unsubscribed(sid, task_id):
                 # An unsubscribe_task that came in meanwhile wins.
                 await self._sio.leave_room(sid, room)
+                self._unfollow(sid, task_id)
                 return 0
-            delivered = after
             for event in history:
                 await self._send(sid, event)
-                delivered = event.event_id
+                position.passed(event)
             while held:
                 event = held.pop(0)
-                if event.event_id > delivered:
+                if position.is_new(event):
                     await self._send(sid, event)
-                    delivered = event.event_id
+                    position.passed(event)
             return len(history)
 
     async def unsubscribe(self, sid: str, task_id: str) -> None:
         """Stop the task's events to ``sid``, also those addressed to its own room."""
         self._relay.unsubscribed(sid, task_id)  # first: a subscribe still under way sees it
         await self._sio.leave_room(sid, protocol.task_room(task_id))
+        self._unfollow(sid, task_id)
 
     def expired(self, sid: str) -> None:
         """The client's token expired: none of its tasks' events reach it any more."""
@@ -104,36 +175,45 @@ class TaskSubscriptions:
     def forget(self, sid: str) -> None:
         """Drop what is kept for a client that disconnected."""
         self._relay.forget(sid)
+        for task_id in list(self._following.get(sid, ())):
+            self._unfollow(sid, task_id)
 
-    async def stream(self, task_id: str, after: int, idle: float) -> AsyncGenerator[TaskEvent | None, None]:
+    async def stream(
+        self, task_id: str, after: int, idle: float, epoch: str | None = None
+    ) -> AsyncGenerator[TaskEvent | None, None]:
         """The task's events after ``after``: replayed, then live; None after ``idle`` quiet seconds.
 
         Ends after the task's final event, at shutdown, or when the reader fell
         too far behind.
         """
         with self._relay.stream(task_id) as queue:
-            delivered = after
-            history = await self._history(task_id, after)
-            if not history and after and self._log is not None and await self._ended_by(task_id, after):
-                return  # resumed at its final event (what EventSource does by itself)
-            for event in history:
-                yield event
-                delivered = event.event_id
-                if event.name in protocol.FINAL_EVENTS:
-                    return
-            while True:
-                try:
-                    live = await asyncio.wait_for(queue.get(), idle)
-                except TimeoutError:
-                    yield None
-                    continue
-                if live is None:
-                    return
-                if live.event_id > delivered:
-                    yield live
-                    delivered = live.event_id
-                    if live.name in protocol.FINAL_EVENTS:
+            try:
+                if self._channels is not None:
+                    await self._channels.follow(task_id)
+                history, position = await self._history(task_id, after, epoch)
+                if not history and after and self._log is not None and await self._ended_by(task_id, after):
+                    return  # resumed at its final event (what EventSource does by itself)
+                for event in history:
+                    yield event
+                    position.passed(event)
+                    if event.name in protocol.FINAL_EVENTS:
                         return
+                while True:
+                    try:
+                        live = await asyncio.wait_for(queue.get(), idle)
+                    except TimeoutError:
+                        yield None
+                        continue
+                    if live is None:
+                        return
+                    if position.is_new(live):
+                        yield live
+                        position.passed(live)
+                        if live.name in protocol.FINAL_EVENTS:
+                            return
+            finally:
+                if self._channels is not None:
+                    self._channels.unfollow(task_id)
 
     async def _ended_by(self, task_id: str, after: int) -> bool:
         """Whether the task's logged final event is at or before ``after``."""
@@ -148,10 +228,20 @@ class TaskSubscriptions:
         # Only this process holds the client: no need to go through Redis.
         await self._sio.emit(event.name, event.payload, to=sid, ignore_queue=True)
 
-    async def _history(self, task_id: str, after: int) -> list[TaskEvent]:
+    async def _history(self, task_id: str, after: int, epoch: str | None) -> tuple[list[TaskEvent], Position]:
+        """The events to replay, and the position they start after."""
         if self._log is None:
-            return []
+            return [], Position(after, epoch)
         read = await self._read_log(self._log, task_id, after)
+        if after and epoch is not None and read.epoch is not None and read.epoch != epoch:
+            # The log that numbered the client's events is gone: all of this one is new to it.
+            after = 0
+            read = await self._read_log(self._log, task_id, after)
+        position = Position(after, read.epoch or epoch)
+        return await self._history_or_final_state(task_id, after, read), position
+
+    async def _history_or_final_state(self, task_id: str, after: int, read: LogRead) -> list[TaskEvent]:
+        assert self._log is not None
         if read.events or read.exists:
             return read.events
         try:

@@ -102,14 +102,33 @@ def _task_call(fields: Mapping[str, Any], prefix: str) -> TaskCall:
 
 @dataclasses.dataclass(frozen=True)
 class SubscriptionRequest:
-    """``{task_id, after, token}`` of ``subscribe_task``."""
+    """``{task_id, after, token, epoch}`` of ``subscribe_task``."""
 
     task_id: str
     after: int
     token: str | None
+    epoch: str | None = None
+    """The epoch ``after`` belongs to (None: trust ``after`` as is)."""
 
 
-SUBSCRIPTION_FIELDS = ("task_id", "after", "token")
+SUBSCRIPTION_FIELDS = ("task_id", "after", "token", "epoch")
+
+
+def parse_epoch(value: Any) -> str | None:
+    """The ``epoch`` of the events a follower saw, if it sends one."""
+    if value is None:
+        return None
+    if not protocol.is_epoch(value):
+        raise InvalidRequest("'epoch' must be the epoch of an event the client received")
+    return str(value)
+
+
+def parse_last_event_id(value: Any) -> tuple[int, str | None]:
+    """An SSE ``Last-Event-ID`` (or ``?after=``): ``<epoch>:<event_id>`` or ``<event_id>``."""
+    if isinstance(value, str) and ":" in value:
+        epoch, _, after = value.partition(":")
+        return parse_after(after), parse_epoch(epoch)
+    return parse_after(value), None
 
 
 def parse_after(value: Any) -> int:
@@ -146,7 +165,12 @@ def parse_subscription(data: Any) -> SubscriptionRequest:
     token = data.get("token")
     if token is not None and not isinstance(token, str):
         raise InvalidRequest("'token' must be a string")
-    return SubscriptionRequest(parse_task_id(data.get("task_id")), parse_after(data.get("after")), token)
+    return SubscriptionRequest(
+        parse_task_id(data.get("task_id")),
+        parse_after(data.get("after")),
+        token,
+        parse_epoch(data.get("epoch")),
+    )
 
 
 # Python refuses to parse integers of more than 4300 digits (a ValueError deep in json).

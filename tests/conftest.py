@@ -7,7 +7,10 @@ events contain); one with msgpack task and result serializers and a result
 backend of its own (the backend is read with the reader's serializer, and a
 revoke makes every worker record REVOKED, so fleets that disagree on the
 serializer must not share a backend).
-A gateway's settings pick the matching queue.
+A gateway's settings pick the matching queue. The event tests run twice
+(:func:`event_redis`): with task events on the one Redis, and on a real
+three-node Valkey Cluster, with a worker fleet of its own (Celery's broker and
+result backend stay on the one Redis: Celery cannot use a cluster).
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from tests.clients import EventClient
 QUIET_QUEUE = "stirfried-tests"
 VERBOSE_QUEUE = "stirfried-tests-verbose"
 MSGPACK_QUEUE = "stirfried-tests-msgpack"
+# A fleet whose task events go to a Redis Cluster.
+CLUSTER_QUEUE = "stirfried-tests-cluster"
 # A fleet with Celery lifecycle events on and a tiny, short-lived event log.
 LIFECYCLE_QUEUE = "stirfried-tests-lifecycle"
 LIFECYCLE_SETTINGS = {
@@ -94,13 +99,40 @@ def workers(base_config: dict[str, Any], tmp_path_factory: pytest.TempPathFactor
         yield
 
 
+@pytest.fixture(scope="session")
+def cluster_settings(
+    base_config: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    """A three-node Valkey Cluster for task events, and a worker fleet that emits to it;
+    yields the settings that point a gateway at it."""
+    directory = tmp_path_factory.mktemp("cluster")
+    with services.redis_cluster(directory / "nodes") as cluster_url:
+        settings = {"stirfried_redis_url": cluster_url, "stirfried_redis_cluster": True}
+        config = {**base_config, **settings, "task_default_queue": CLUSTER_QUEUE}
+        services.purge_queues(base_config["broker_url"], [CLUSTER_QUEUE])
+        path = services.write_config(directory / "worker.yaml", config)
+        with services.celery_worker(path, CLUSTER_QUEUE, directory / "worker.log", concurrency=2):
+            yield settings
+
+
+@pytest.fixture(params=["single", "cluster"])
+def event_redis(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Gateway settings for task events on one Redis, or on a Redis Cluster."""
+    if request.param == "single":
+        return {}
+    settings: dict[str, Any] = request.getfixturevalue("cluster_settings")
+    return settings
+
+
 @pytest.fixture
 def gateway_config(base_config: dict[str, Any]) -> Callable[..., dict[str, Any]]:
     """Build a flat gateway configuration; keyword arguments are flat keys to override."""
 
     def build(**overrides: Any) -> dict[str, Any]:
         config = {**base_config, **overrides}
-        if config.get("stirfried_celery_events"):
+        if config.get("stirfried_redis_cluster"):
+            config["task_default_queue"] = CLUSTER_QUEUE
+        elif config.get("stirfried_celery_events"):
             config["task_default_queue"] = LIFECYCLE_QUEUE
         elif config.get("stirfried_error_info"):
             config["task_default_queue"] = VERBOSE_QUEUE

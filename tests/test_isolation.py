@@ -10,9 +10,9 @@ CLIENTS = 50
 TASKS_EACH = 2
 
 
-async def test_fifty_clients_each_get_exactly_their_own_events(start_gateway, connect):
+async def test_fifty_clients_each_get_exactly_their_own_events(start_gateway, connect, event_redis):
     # Anonymous clients share one rate-limit bucket per address, and all fifty are on 127.0.0.1.
-    gateway = await start_gateway(stirfried_rate_limit=0)
+    gateway = await start_gateway(stirfried_rate_limit=0, **event_redis)
     clients = await asyncio.gather(*(connect(gateway) for _ in range(CLIENTS)))
 
     async def schedule_all(client):

@@ -35,13 +35,16 @@ async def read_stream(
     return messages
 
 
-async def test_a_running_task_streams_to_its_end_and_the_stream_closes(gateway, http):
+async def test_a_running_task_streams_to_its_end_and_the_stream_closes(start_gateway, http, event_redis):
+    gateway = await start_gateway(**event_redis)
     _, body = await post_task(http, gateway, {"task_name": "slow_progress", "args": [10, 0.02]})
     url = url_of(gateway, f"/task/{body['data']}/events?token={body['token']}")
 
     messages = await read_stream(http, url)
 
-    assert [m["id"] for m in messages] == [str(n) for n in range(1, 13)]
+    epoch = messages[0]["data"]["epoch"]
+    assert protocol.is_epoch(epoch)
+    assert [m["id"] for m in messages] == [f"{epoch}:{n}" for n in range(1, 13)]
     assert [m["event"] for m in messages][-3:] == [
         protocol.ON_PROGRESS,
         protocol.ON_SUCCESS,
@@ -50,16 +53,31 @@ async def test_a_running_task_streams_to_its_end_and_the_stream_closes(gateway, 
     assert messages[-2]["data"]["retval"] == 10
 
 
-async def test_last_event_id_resumes_exactly_after_that_event(gateway, http):
+async def test_last_event_id_resumes_exactly_after_that_event(start_gateway, http, event_redis):
+    gateway = await start_gateway(**event_redis)
     _, body = await post_task(http, gateway, {"task_name": "progress", "args": [6]})
     await wait_for_state(http, gateway, body["data"])
     url = url_of(gateway, f"/task/{body['data']}/events?token={body['token']}")
 
     everything = await read_stream(http, url)
     resumed = await read_stream(http, url, headers={"Last-Event-ID": "4"})
+    as_sent = await read_stream(http, url, headers={"Last-Event-ID": everything[3]["id"]})
 
-    assert [m["id"] for m in resumed] == ["5", "6", "7", "8"]
-    assert resumed == everything[4:]
+    assert [m["id"].split(":")[1] for m in resumed] == ["5", "6", "7", "8"]
+    assert resumed == as_sent == everything[4:]
+
+
+async def test_a_last_event_id_of_a_lost_log_replays_the_whole_new_one(gateway, http, redis_url):
+    _, body = await post_task(http, gateway, {"task_name": "progress", "args": [2]})
+    await wait_for_state(http, gateway, body["data"])
+    url = url_of(gateway, f"/task/{body['data']}/events?token={body['token']}")
+    everything = await read_stream(http, url)
+
+    # As after a Redis restart that lost the log the client's ids came from.
+    resumed = await read_stream(http, url, headers={"Last-Event-ID": "0123abcd:2"})
+
+    assert [m["id"].split(":")[1] for m in resumed] == ["1", "2", "3", "4"]
+    assert resumed == everything
 
 
 async def test_the_stream_needs_the_tasks_token(gateway, http):

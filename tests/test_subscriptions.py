@@ -34,8 +34,10 @@ async def schedule(client: Any, task: dict[str, Any]) -> tuple[str, str]:
     return reply["data"], reply["token"]
 
 
-async def test_a_new_connection_resubscribes_and_gets_every_event_exactly_once(start_gateway, connect):
-    gateway = await start_gateway()
+async def test_a_new_connection_resubscribes_and_gets_every_event_exactly_once(
+    start_gateway, connect, event_redis
+):
+    gateway = await start_gateway(**event_redis)
     first = await connect(gateway)
     task_id, token = await schedule(first, {"task_name": "slow_progress", "args": [30, 0.02]})
     await first.wait_for(lambda _: len(first.events_for(task_id)) >= 5)
@@ -52,9 +54,9 @@ async def test_a_new_connection_resubscribes_and_gets_every_event_exactly_once(s
 
 
 async def test_a_dropped_transport_then_resubscribe_at_the_seam_has_no_gap_or_duplicate(
-    start_gateway, connect
+    start_gateway, connect, event_redis
 ):
-    gateway = await start_gateway()
+    gateway = await start_gateway(**event_redis)
     client = await connect(gateway, reconnection=True)
     task_id, token = await schedule(client, {"task_name": "slow_progress", "args": [60, 0.01]})
     await client.wait_for(lambda _: len(client.events_for(task_id)) >= 3)
@@ -72,7 +74,10 @@ async def test_a_dropped_transport_then_resubscribe_at_the_seam_has_no_gap_or_du
     assert event_ids(client, task_id) == list(range(1, 63))
 
 
-async def test_joining_a_flood_midway_replays_and_goes_live_without_gap_or_duplicate(gateway, connect):
+async def test_joining_a_flood_midway_replays_and_goes_live_without_gap_or_duplicate(
+    start_gateway, connect, event_redis
+):
+    gateway = await start_gateway(**event_redis)
     owner = await connect(gateway)
     task_id, token = await schedule(owner, {"task_name": "slow_progress", "args": [600, 0.0005]})
     await owner.wait_for(lambda _: len(owner.events_for(task_id)) >= 100)
@@ -86,14 +91,14 @@ async def test_joining_a_flood_midway_replays_and_goes_live_without_gap_or_dupli
     assert follower.events_for(task_id) == owner.events_for(task_id)
 
 
-async def test_a_gateway_restart_mid_task_loses_nothing(start_gateway, connect):
-    before = await start_gateway(**SECRET)
+async def test_a_gateway_restart_mid_task_loses_nothing(start_gateway, connect, event_redis):
+    before = await start_gateway(**SECRET, **event_redis)
     client = await connect(before)
     task_id, token = await schedule(client, {"task_name": "slow_progress", "args": [40, 0.02]})
     await client.wait_for(lambda _: len(client.events_for(task_id)) >= 5)
     await before.close()  # events go on being emitted (and logged) while no gateway runs
 
-    after = await start_gateway(**SECRET)
+    after = await start_gateway(**SECRET, **event_redis)
     again = await connect(after)
     seen = event_ids(client, task_id)
     reply = await again.call("subscribe_task", {"task_id": task_id, "after": seen[-1], "token": token})
@@ -302,3 +307,34 @@ async def test_progress_coalescing_thins_the_flood_but_keeps_the_last(start_gate
     await late.call("subscribe_task", {"task_id": task_id, "token": token})
     await late.wait_for(lambda _: finished(late, task_id))
     assert event_ids(late, task_id) == list(range(1, 203))
+
+
+async def test_a_resubscribe_with_the_epoch_of_a_lost_log_replays_the_new_log(gateway, connect, redis_url):
+    owner = await connect(gateway)
+    task_id, token = await schedule(owner, {"task_name": "slow_progress", "args": [40, 0.02]})
+    await owner.wait_for(lambda _: len(owner.events_for(task_id)) >= 5)
+    old_epoch = owner.events_for(task_id)[0][1]["epoch"]
+
+    # What a Redis restart without persistence does to the task's log, mid-task.
+    client = redis.asyncio.Redis.from_url(redis_url)
+    keys = [
+        protocol.event_sequence_key(task_id),
+        protocol.event_log_key(task_id),
+        protocol.epoch_key(task_id),
+    ]
+    await client.delete(*keys)
+    await client.aclose()
+    await owner.wait_for(lambda _: finished(owner, task_id))
+    old = [data for _, data in owner.events_for(task_id) if data["epoch"] == old_epoch]
+    new = [data for _, data in owner.events_for(task_id) if data["epoch"] != old_epoch]
+    assert old and new and new[0]["event_id"] == 1
+
+    # A client that saw the old log's events resumes after the last of them, with its epoch.
+    follower = await connect(gateway)
+    request = {"task_id": task_id, "after": old[-1]["event_id"], "epoch": old_epoch, "token": token}
+    assert (await follower.call("subscribe_task", request))["status"] == "success"
+    await follower.wait_for(lambda _: finished(follower, task_id))
+
+    assert [data for _, data in follower.events_for(task_id)] == new
+    bad = await follower.call("subscribe_task", {**request, "epoch": "not hex"})
+    assert bad["status"] == "failed" and "epoch" in bad["data"]

@@ -78,6 +78,7 @@ def _runtime_for(app: celery.Celery[Any]) -> _WorkerRuntime:
                 log_max_length=settings.event_log_max_length,
                 log_ttl=settings.event_log_ttl,
                 log_enabled=settings.event_log,
+                cluster=settings.redis_cluster,
             )
             if settings.redis_url
             else None
@@ -208,11 +209,10 @@ def _emit_with(
 ) -> None:
     if runtime is None or runtime.emitter is None or not isinstance(task_id, str):
         return
-    rooms = [protocol.task_room(task_id)]
     room = kwargs.get(protocol.ROOM_KWARG) if isinstance(kwargs, Mapping) else None
-    if isinstance(room, str) and room and room != runtime.settings.sentinel_room:
-        rooms.insert(0, room)
-    runtime.emitter.emit(event, payload, task_id, rooms)
+    if not isinstance(room, str) or not room or room == runtime.settings.sentinel_room:
+        room = None
+    runtime.emitter.emit(event, payload, task_id, room)
 
 
 class ProtectedArgument(TypeError):

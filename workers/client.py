@@ -101,6 +101,8 @@ class _TaskWatch:
         self.on_progress = on_progress
         self.token = token
         self.last_event_id = after
+        self.epoch: str | None = None
+        """The epoch of the log that numbered the events seen (a new one restarts the count)."""
         self.done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.einfo: str | None = None
         self.task_name: str | None = None
@@ -109,10 +111,14 @@ class _TaskWatch:
         if isinstance(payload.get("task_name"), str):
             self.task_name = payload["task_name"]
         event_id = payload.get(protocol.EVENT_ID)
+        epoch = payload.get(protocol.EPOCH)
         if isinstance(event_id, int):
-            if event_id <= self.last_event_id:
+            new_log = isinstance(epoch, str) and self.epoch is not None and epoch != self.epoch
+            if event_id <= self.last_event_id and not new_log:
                 return  # already seen (delivered live and replayed)
             self.last_event_id = event_id
+            if isinstance(epoch, str):
+                self.epoch = epoch
         if event == protocol.ON_PROGRESS and self.on_progress is not None:
             outcome = self.on_progress(
                 Progress(payload["task_id"], payload["current"], payload["total"], payload["info"])
@@ -303,6 +309,8 @@ class StirfriedClient:
             if watch.token is None:
                 continue
             request = {"task_id": task_id, "after": watch.last_event_id, "token": watch.token}
+            if watch.epoch is not None:
+                request["epoch"] = watch.epoch
             try:
                 await self._call("subscribe_task", request)
             except StirfriedError as error:

@@ -4,9 +4,11 @@ Each event goes out through one Lua script on the Stirfried Redis server that
 
 1. numbers it: ``INCR`` of the task's counter gives its ``event_id``,
 2. logs it: ``XADD`` to the task's capped stream (unless the log is off),
-3. publishes it on python-socketio's channel, in python-socketio's own message
-   format (:func:`stirfried.protocol.encode_event`), to the task's rooms; every
-   gateway's ``AsyncRedisManager`` delivers it.
+3. publishes it on the task's own channel (:func:`stirfried.protocol.task_channel`,
+   :func:`stirfried.protocol.encode_task_message`): only the gateways that follow the
+   task are subscribed, so the others never see it. On a Redis Cluster it is a
+   ``SPUBLISH`` (sharded pub/sub): the counter, the log and the channel share the
+   task's hash tag, so the script touches one slot.
 
 Doing all three in one script makes the order in the log, the order of the
 ``event_id``\\ s and the order of publication the same, even when a retried task
@@ -16,24 +18,29 @@ runs on another worker, and costs one round trip per event.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
-import uuid
-from collections.abc import Sequence
 from typing import Any
 
 import redis
+import redis.cluster
 
 from stirfried import protocol
 
 logger = logging.getLogger(__name__)
 
-# KEYS: sequence counter, event stream.
-# ARGV: channel, message head, payload without its "{", message tail, event
-# name, attachments (JSON list, "" when none), log length (0: no log), ttl.
+# KEYS: sequence counter, event stream, the task's channel (a key of the same slot), epoch.
+# ARGV: publish command, message head, payload without its "{", message tail, event
+# name, attachments (JSON list, "" when none), log length (0: no log), ttl, a new epoch.
+# A counter that starts at 1 starts a new log, under the new epoch.
 EMIT_SCRIPT = """
 local id = string.format('%d', redis.call('INCR', KEYS[1]))
 redis.call('EXPIRE', KEYS[1], ARGV[8])
-local payload = '{"event_id":' .. id .. ',' .. ARGV[3]
+local epoch = false
+if id ~= '1' then epoch = redis.call('GET', KEYS[4]) end
+if not epoch then epoch = ARGV[9] end
+redis.call('SET', KEYS[4], epoch, 'EX', ARGV[8])
+local payload = '{"event_id":' .. id .. ',"epoch":"' .. epoch .. '",' .. ARGV[3]
 if tonumber(ARGV[7]) > 0 then
   local entry = {'event', ARGV[5], 'data', payload}
   if ARGV[6] ~= '' then
@@ -44,7 +51,7 @@ if tonumber(ARGV[7]) > 0 then
   redis.pcall('XADD', KEYS[2], 'MAXLEN', ARGV[7], id .. '-0', unpack(entry))
   redis.call('EXPIRE', KEYS[2], ARGV[8])
 end
-redis.call('PUBLISH', ARGV[1], ARGV[2] .. payload .. ARGV[4])
+redis.call(ARGV[1], KEYS[3], ARGV[2] .. payload .. ARGV[4])
 return tonumber(id)
 """
 
@@ -53,7 +60,7 @@ class TaskEventEmitter:
     """Numbers, logs and publishes a worker's task events; one per worker process.
 
     A failed publish is logged and swallowed, because a lost event must never
-    fail the task.
+    fail the task. With ``cluster``, ``redis_url`` names a node of a Redis Cluster.
     """
 
     def __init__(
@@ -63,26 +70,31 @@ class TaskEventEmitter:
         log_max_length: int,
         log_ttl: int,
         log_enabled: bool = True,
-        channel: str = protocol.SOCKETIO_CHANNEL,
+        cluster: bool = False,
     ) -> None:
-        self._redis = redis.Redis.from_url(redis_url)
+        self._redis: redis.Redis | redis.cluster.RedisCluster = (
+            redis.cluster.RedisCluster.from_url(redis_url) if cluster else redis.Redis.from_url(redis_url)
+        )
         self._script = self._redis.register_script(EMIT_SCRIPT)
-        self._channel = channel
+        self._publish = "SPUBLISH" if cluster else "PUBLISH"
         self._log_length = log_max_length if log_enabled else 0
         self._ttl = log_ttl
-        self._host_id = uuid.uuid4().hex
 
-    def emit(self, event: str, payload: dict[str, Any], task_id: str, rooms: Sequence[str]) -> int | None:
-        """Send ``event`` to ``rooms``; return its ``event_id`` (None if Redis failed)."""
+    def emit(self, event: str, payload: dict[str, Any], task_id: str, room: str | None) -> int | None:
+        """Send ``event`` to the task's followers (and ``room``); return its ``event_id``
+        (None if Redis failed)."""
         try:
-            encoded = protocol.encode_event(
-                event, {protocol.TIMESTAMP: time.time(), **payload}, rooms, self._host_id
-            )
+            encoded = protocol.encode_task_message(event, {protocol.TIMESTAMP: time.time(), **payload}, room)
             event_id = self._script(
-                keys=[protocol.event_sequence_key(task_id), protocol.event_log_key(task_id)],
+                keys=[
+                    protocol.event_sequence_key(task_id),
+                    protocol.event_log_key(task_id),
+                    protocol.task_channel(task_id),
+                    protocol.epoch_key(task_id),
+                ],
                 args=[
-                    self._channel, encoded.head, encoded.body, encoded.tail, event,
-                    encoded.attachments, self._log_length, self._ttl,
+                    self._publish, encoded.head, encoded.body, encoded.tail, event,
+                    encoded.attachments, self._log_length, self._ttl, secrets.token_hex(6),
                 ],
             )  # fmt: skip
             return int(event_id)

@@ -22,7 +22,7 @@ import base64
 import dataclasses
 import datetime
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from socketio.packet import Packet
@@ -53,6 +53,10 @@ FINAL_EVENTS = frozenset({ON_RETURN, ON_REVOKED})
 
 EVENT_ID = "event_id"
 TIMESTAMP = "timestamp"
+# The identity of the log that numbered a task's events (Centrifugo's "epoch"): a new
+# log (e.g. after a Redis restart lost the old one) numbers from 1 again under a new
+# epoch, so a follower's ``after`` from the old one is known not to apply.
+EPOCH = "epoch"
 
 # The keyword argument in which the gateway tells a task where its events go.
 ROOM_KWARG = "room"
@@ -96,9 +100,39 @@ def event_sequence_key(task_id: str) -> str:
     return f"{RESERVED_PREFIX}{{{task_id}}}:seq"
 
 
+def epoch_key(task_id: str) -> str:
+    """The Redis string holding the epoch of a task's log (see :data:`EPOCH`)."""
+    return f"{RESERVED_PREFIX}{{{task_id}}}:epoch"
+
+
+def is_epoch(value: object) -> bool:
+    """Whether ``value`` can be an epoch: 1 to 32 lowercase hex digits."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= 32
+        and value.isascii()
+        and all(c in "0123456789abcdef" for c in value)
+    )
+
+
 def tags_key(task_id: str) -> str:
     """The Redis set of a task's tags (``subject:<sub>`` and a token's ``tags``)."""
     return f"{RESERVED_PREFIX}{{{task_id}}}:tags"
+
+
+def task_channel(task_id: str) -> str:
+    """The pub/sub channel of a task's live events: only gateways that follow the task
+    subscribe to it (``SUBSCRIBE``, or ``SSUBSCRIBE`` on a Redis Cluster, where the hash
+    tag puts it in the slot of the task's log and counter)."""
+    return f"{RESERVED_PREFIX}{{{task_id}}}:live"
+
+
+def task_id_of_channel(channel: str) -> str | None:
+    """The task id of a :func:`task_channel` name, else None."""
+    prefix, suffix = f"{RESERVED_PREFIX}{{", "}:live"
+    if channel.startswith(prefix) and channel.endswith(suffix):
+        return channel[len(prefix) : -len(suffix)]
+    return None
 
 
 # -- payloads --------------------------------------------------------------------------
@@ -170,7 +204,7 @@ def dumps(value: Any) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class EncodedEvent:
-    """A python-socketio ``emit`` message, split around its payload's first ``{``.
+    """A task channel message, split around its payload's first ``{``.
 
     The worker's Redis script publishes ``head + '{"event_id":N,' + body + tail``,
     so the ``event_id`` it draws lands first in the payload without Lua having to
@@ -184,34 +218,32 @@ class EncodedEvent:
     """The base64 attachments as a JSON list (the log keeps them), or ``""``."""
 
 
-def encode_event(event: str, payload: Mapping[str, Any], rooms: Sequence[str], host_id: str) -> EncodedEvent:
-    """Encode ``event`` for python-socketio's pub/sub channel, as its own managers would."""
+def encode_task_message(event: str, payload: Mapping[str, Any], room: str | None) -> EncodedEvent:
+    """Encode ``event`` for its task's own channel (:func:`task_channel`), compactly.
+
+    The message is ``{"event":..,"room":..,"attachments":[..],"payload":{"event_id":N,..}}``:
+    ``room`` is where the gateway that scheduled the task delivers it (the scheduling
+    client's room, a custom room, or null); the payload comes last, so the worker's script
+    can put the ``event_id`` it draws first in it.
+    """
     data: Any = dict(payload)
-    binary = Packet.data_is_binary(data)
     attachments: list[str] = []
-    if binary:
+    if Packet.data_is_binary(data):
         data, raw = Packet.deconstruct_binary(data)
         attachments = [base64.b64encode(item).decode("ascii") for item in raw]
     body = dumps(data)
     if not body.startswith("{") or body == "{}":
         raise ValueError("an event payload must be a non-empty JSON object")
-    # python-socketio deconstructs the whole argument list: a binary message's
-    # ``data`` is ``[[payload], attachment, ...]``, a JSON one's ``[payload]``.
-    head = '{"method":"emit","event":' + dumps(event) + (',"data":[[' if binary else ',"data":[')
-    tail = (
-        ("]" if binary else "")
-        + "".join("," + dumps(item) for item in attachments)
-        + '],"binary":'
-        + dumps(binary)
-        + ',"namespace":'
-        + dumps(SOCKETIO_NAMESPACE)
+    head = (
+        '{"event":'
+        + dumps(event)
         + ',"room":'
-        + dumps(list(rooms))
-        + ',"skip_sid":null,"callback":null,"host_id":'
-        + dumps(host_id)
-        + "}"
+        + dumps(room)
+        + ',"attachments":'
+        + dumps(attachments)
+        + ',"payload":'
     )
-    return EncodedEvent(head, body[1:], tail, dumps(attachments) if attachments else "")
+    return EncodedEvent(head, body[1:], "}", dumps(attachments) if attachments else "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,6 +264,34 @@ def decode_log_entry(fields: Mapping[bytes, bytes]) -> TaskEvent:
     return TaskEvent(int(payload[EVENT_ID]), fields[b"event"].decode(), payload)
 
 
+@dataclasses.dataclass(frozen=True)
+class LiveEvent:
+    """A task event received on its task's channel, with the room it was addressed to."""
+
+    event: TaskEvent
+    room: str | None
+
+
+def decode_live_message(data: bytes | str) -> LiveEvent | None:
+    """A message of :func:`encode_task_message`; None for anything else."""
+    try:
+        message = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(message, dict):
+        return None
+    payload, event, room = message.get("payload"), message.get("event"), message.get("room")
+    if not isinstance(payload, dict) or not isinstance(event, str):
+        return None
+    attachments = message.get("attachments")
+    if attachments:
+        payload = Packet.reconstruct_binary(payload, [base64.b64decode(item) for item in attachments])
+    event_id = payload.get(EVENT_ID)
+    if not isinstance(event_id, int) or isinstance(event_id, bool):
+        return None
+    return LiveEvent(TaskEvent(event_id, event, payload), room if isinstance(room, str) else None)
+
+
 def decode_task_message(message: Mapping[str, Any]) -> tuple[str, TaskEvent] | None:
     """The task id and event of a worker's pub/sub ``emit`` message; None for any other message."""
     rooms = message.get("room")
@@ -247,7 +307,7 @@ def decode_task_message(message: Mapping[str, Any]) -> tuple[str, TaskEvent] | N
     if message.get("binary"):
         payload = Packet.reconstruct_binary(payload, [base64.b64decode(item) for item in data[1:]])
     if isinstance(payload, list) and len(payload) == 1:
-        payload = payload[0]  # python-socketio's binary form (see encode_event)
+        payload = payload[0]  # python-socketio wraps the argument list in binary messages
     if not isinstance(payload, dict):
         return None
     event_id = payload.get(EVENT_ID)

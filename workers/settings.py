@@ -50,6 +50,11 @@ class StirfriedSettings:
         "Redis URL for server-to-server and worker-to-server events (Socket.IO pub/sub). "
         "Without it, workers emit nothing and a gateway only reaches its own clients.",
     )
+    redis_cluster: bool = _setting(
+        False,
+        "`redis_url` names a node of a Redis/Valkey Cluster: task events use sharded pub/sub "
+        "(`SPUBLISH`), logs and counters are read with a cluster client. See docs/scaling.md.",
+    )
     available_tasks: tuple[str, ...] = _setting(
         (),
         "If non-empty, only these task names may be scheduled (chained tasks included). Celery's "

@@ -1,9 +1,13 @@
 """What we rely on in python-socketio, pinned: an upgrade that changes it fails here.
 
-Workers publish python-socketio's own pub/sub ``emit`` message without running
-python-socketio (stirfried.protocol.encode_event), and the gateway's manager
-hooks into two of its internals (``_handle_emit``, ``initialize``). setup.cfg
-bounds python-socketio to the versions these tests passed on.
+The gateway relays python-socketio's own pub/sub ``emit`` messages (from Stirfried
+0.7.0 workers and from other gateways) and decodes task events out of them
+(stirfried.protocol.decode_task_message); its manager hooks into two of
+python-socketio's internals (``_handle_emit``, ``initialize``), and its session guard
+reads a third (``AsyncServer.environ``).
+setup.cfg bounds python-socketio to the versions these tests passed on. Today's
+workers publish a compact message on each task's channel: its round trip is
+pinned here too.
 """
 
 from __future__ import annotations
@@ -33,12 +37,6 @@ class CapturingManager(AsyncPubSubManager):  # type: ignore[misc]
         pass
 
 
-def our_message(event: str, payload: dict[str, Any], rooms: list[str], host_id: str, event_id: int) -> Any:
-    encoded = protocol.encode_event(event, payload, rooms, host_id)
-    # What the worker's Redis script publishes.
-    return json.loads(f'{encoded.head}{{"event_id":{event_id},{encoded.body}{encoded.tail}')
-
-
 @pytest.mark.parametrize(
     "payload",
     [
@@ -47,15 +45,19 @@ def our_message(event: str, payload: dict[str, Any], rooms: list[str], host_id: 
     ],
     ids=["json", "binary"],
 )
-async def test_worker_messages_are_what_python_socketio_itself_publishes(payload):
+async def test_a_message_python_socketio_itself_publishes_decodes_to_its_task_event(payload):
+    # What Stirfried 0.7.0 workers (python-socketio's RedisManager) and other gateways send.
     manager = CapturingManager()
     rooms = ["sid-1", protocol.task_room("t1")]
     await manager.emit("on_success", {"event_id": 7, **payload}, namespace="/", room=rooms)
     [theirs] = manager.published
 
-    ours = our_message("on_success", payload, rooms, manager.host_id, event_id=7)
+    decoded = protocol.decode_task_message(json.loads(json.dumps(theirs)))
 
-    assert ours == theirs
+    assert decoded is not None
+    task_id, event = decoded
+    assert task_id == "t1"
+    assert (event.event_id, event.name, event.payload) == (7, "on_success", {"event_id": 7, **payload})
 
 
 def test_the_internals_the_relay_hooks_into_are_still_there():
@@ -69,13 +71,23 @@ def test_the_internals_the_relay_hooks_into_are_still_there():
     assert callable(server.manager.sid_from_eio_sid)
 
 
-def test_a_worker_message_decodes_back_to_its_task_event():
-    payload = {"task_id": "t1", "task_name": "blob", "retval": b"\x01\x02"}
-    message = our_message("on_success", payload, ["sid-1", protocol.task_room("t1")], "host", event_id=3)
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"task_id": "t1", "task_name": "add", "retval": [1, {"a": []}]},
+        {"task_id": "t1", "task_name": "blob", "retval": b"\x00\xffbinary", "more": [b"x", {"y": b"z"}]},
+    ],
+    ids=["json", "binary"],
+)
+def test_a_task_channel_message_decodes_back_to_its_event_and_room(payload):
+    encoded = protocol.encode_task_message("on_success", payload, "sid-1")
+    # What the worker's Redis script publishes on the task's channel.
+    raw = f'{encoded.head}{{"event_id":3,"epoch":"ab12",{encoded.body}{encoded.tail}'.encode()
 
-    decoded = protocol.decode_task_message(message)
+    live = protocol.decode_live_message(raw)
 
-    assert decoded is not None
-    task_id, event = decoded
-    assert task_id == "t1"
-    assert (event.event_id, event.name, event.payload) == (3, "on_success", {"event_id": 3, **payload})
+    assert live is not None
+    assert live.room == "sid-1"
+    assert (live.event.event_id, live.event.name) == (3, "on_success")
+    assert live.event.payload == {"event_id": 3, "epoch": "ab12", **payload}
+    assert protocol.task_id_of_channel(protocol.task_channel("t1")) == "t1"
