@@ -282,41 +282,43 @@ def test_readme_web_page_example_runs_from_another_origin(browser, example_confi
     )
     gateway = GatewayProcess(cors_config)
     gateway.start_serving("/healthz")
-    site = tmp_path / "site"
-    site.mkdir()
-    bundle = (
-        services.REPOSITORY
-        / "server"
-        / "development"
-        / "static"
-        / "vendor"
-        / "stirfried-client"
-        / "stirfried-client.js"
-    )
-    shutil.copy(bundle, site / "stirfried-client.js")
-    (site / "index.html").write_text(
-        readme_web_page().replace("http://127.0.0.1:8000", gateway.url.rstrip("/"))
-    )
-    server = subprocess.Popen(
-        [sys.executable, "-m", "http.server", str(page_port), "--bind", "127.0.0.1", "--directory", str(site)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with urllib.request.urlopen(page_origin + "/index.html", timeout=1):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
-        browser.get(page_origin + "/index.html")
-        wait_until(browser, lambda: browser.find_element(By.ID, "result").text == "5")
-        bar = browser.find_element(By.ID, "bar")
-        assert (bar.get_attribute("value"), bar.get_attribute("max")) == ("5", "5")
+        site = tmp_path / "site"
+        site.mkdir()
+        bundle = (
+            services.REPOSITORY
+            / "server"
+            / "development"
+            / "static"
+            / "vendor"
+            / "stirfried-client"
+            / "stirfried-client.js"
+        )
+        shutil.copy(bundle, site / "stirfried-client.js")
+        (site / "index.html").write_text(
+            readme_web_page().replace("http://127.0.0.1:8000", gateway.url.rstrip("/"))
+        )
+        server = subprocess.Popen(
+            [sys.executable, "-m", "http.server", str(page_port), "--bind", "127.0.0.1", "--directory", str(site)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    with urllib.request.urlopen(page_origin + "/index.html", timeout=1):
+                        break
+                except OSError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+            browser.get(page_origin + "/index.html")
+            wait_until(browser, lambda: browser.find_element(By.ID, "result").text == "5")
+            bar = browser.find_element(By.ID, "bar")
+            assert (bar.get_attribute("value"), bar.get_attribute("max")) == ("5", "5")
+        finally:
+            server.terminate()
+            server.wait(10)
     finally:
-        server.terminate()
-        server.wait(10)
         gateway.stop()
 
 
