@@ -45,6 +45,7 @@ from stirfried.server.errors import (
     http_reply,
 )
 from stirfried.server.limits import READ_COST, REVOKE_COST
+from stirfried.server.logs import one_line
 from stirfried.server.task_request import ClientJson, parse_last_event_id, parse_task_id
 from stirfried.settings import StirfriedSettings
 
@@ -208,6 +209,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     except Refusal as refusal:
         return http_reply(refusal)
+    except web.RequestPayloadError as error:  # a body the HTTP parser refused midway
+        return http_reply(InvalidRequest(f"the request body is malformed: {one_line(str(error))}"))
     except web.HTTPException as error:
         if error.status < 400:
             raise
