@@ -39,6 +39,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http import RawRequestMessage
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
 from stirfried.server import replies
@@ -70,7 +71,7 @@ class GatewayConnection(RequestHandler):
         super().__init__(manager, **kwargs)
         self._head_deadline: asyncio.TimerHandle | None = None
         self._head_started = False  # some bytes of the awaited request's head arrived
-        self._body: Any = None  # the body stream of the latest request parsed
+        self._body: StreamReader | None = None  # the body of the latest request parsed
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -95,15 +96,14 @@ class GatewayConnection(RequestHandler):
             if isinstance(message, RawRequestMessage):
                 self._body = payload
             elif self._body is not None and not self._body.is_eof():
-                self._fail_body(message)
+                self._fail_body(self._body, message.exc)
 
-    def _fail_body(self, error_info: Any) -> None:
+    def _fail_body(self, body: StreamReader, error: BaseException) -> None:
         """The parser failed inside the latest request's body: end that body with the error,
         so the route reading it answers, and close the connection after that answer."""
-        error = error_info.exc
         message = one_line(error.message) if isinstance(error, HttpProcessingError) else str(error)
-        self._body.set_exception(RequestPayloadError(message))
-        self._body.feed_eof()
+        body.set_exception(RequestPayloadError(message))
+        body.feed_eof()
         self.close()  # the queued parser error is then never answered: the route's reply is
 
     def _start_head_deadline(self) -> None:
