@@ -45,10 +45,11 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that every scenario runs")
     parser.add_argument(
         "--parts",
-        default="classic,scale-out,cluster,paired",
+        default="classic,scale-out,cluster,paired,submit-costs",
         help="comma-separated: classic (one gateway), scale-out (1/2/4 gateways), cluster (events on a "
         "three-node Valkey Cluster, this checkout only), paired (end to end on both systems at once, "
-        "one task each in turn; needs --against)",
+        "one task each in turn; needs --against), submit-costs (the catalog check and idempotency "
+        "keys on submit throughput, and the catalog's reads; this checkout only)",
     )
     return parser.parse_args(argv)
 
@@ -70,6 +71,34 @@ def measure_scale_out(system: System, redis_url: str, smoke: bool, events_url: s
                 scaleout.floods(stack, gateways, 2, total // (2 * gateways))
             )
             drain(redis_url)
+    return results
+
+
+def measure_submit_costs(redis_url: str, seconds: float, smoke: bool) -> Results:
+    """What the catalog and idempotency keys cost a submit, and a catalog refresh with 1 and
+    100 workers against Celery's ``inspect().registered()`` (this checkout only)."""
+    results: Results = {}
+    with running_stack(THIS_CHECKOUT, redis_url) as stack:
+        results["http_c32_catalog_on"] = asyncio.run(
+            scenarios.http_submissions(stack.gateway_url, 32, seconds)
+        )
+        drain(redis_url)
+        results["http_c32_idempotency_keys"] = asyncio.run(
+            scenarios.http_submissions(stack.gateway_url, 32, seconds, idempotency_keys=True)
+        )
+        drain(redis_url)
+        reads = 20 if smoke else 2000
+        for workers, distinct in ((1, False), (100, False), (100, True)):
+            name = f"catalog_read_{workers}_workers" + ("_distinct" if distinct else "")
+            results[name] = asyncio.run(scenarios.catalog_reads(redis_url, workers, distinct, reads))
+        results["inspect_registered"] = scenarios.inspect_registered(redis_url, 2 if smoke else 5)
+    with running_stack(
+        THIS_CHECKOUT, redis_url, overrides={"stirfried_refuse_unserved_tasks": False}
+    ) as stack:
+        results["http_c32_catalog_off"] = asyncio.run(
+            scenarios.http_submissions(stack.gateway_url, 32, seconds)
+        )
+        drain(redis_url)
     return results
 
 
@@ -237,6 +266,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_cost = scenarios.event_log_cost(redis_url, 200 if arguments.smoke else 10_000)
         ours = measure_system(THIS_CHECKOUT, redis_url, arguments, seconds)
         ours.update(log_cost)
+        if "submit-costs" in arguments.parts.split(","):
+            print("measuring the catalog and idempotency keys ...", file=sys.stderr, flush=True)
+            ours.update(measure_submit_costs(redis_url, seconds, arguments.smoke))
         theirs = measure_system(baseline, redis_url, arguments, seconds) if baseline else None
         cluster = (
             measure_on_cluster(redis_url, arguments.smoke)
@@ -262,6 +294,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name in ("event_log_on", "event_log_off", "socketio_manager_publish")
         )
     )
+    if "http_c32_catalog_off" in ours:
+        off, on = (ours[name]["per_second"] for name in ("http_c32_catalog_off", "http_c32_catalog_on"))
+        keyed = ours["http_c32_idempotency_keys"]["per_second"]
+        print(
+            f"submit costs (HTTP c32): catalog check on / off {ratio(on, off):.2f}x, "
+            f"idempotency keys / none {ratio(keyed, on):.2f}x; "
+            "catalog read p50 "
+            + ", ".join(
+                f"{name.removeprefix('catalog_read_')} {ours[name]['p50_ms']:.2f} ms"
+                for name in ours
+                if name.startswith("catalog_read_")
+            )
+            + f"; inspect().registered() p50 {ours['inspect_registered']['p50_ms']:.0f} ms"
+        )
     if theirs is not None:
         report["against"] = {
             "spec": arguments.against,

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
+import uuid
 from typing import Any
 
 import aiohttp
 import celery
+import redis.asyncio
 import socketio
 
 from bench.stats import summary
 from stirfried import protocol
+from stirfried.server.task_catalog import TaskCatalog
 
 
-async def http_submissions(gateway_url: str, concurrency: int, seconds: float) -> dict[str, Any]:
-    """``POST /task`` of a no-op task from ``concurrency`` loops for ``seconds``."""
+async def http_submissions(
+    gateway_url: str, concurrency: int, seconds: float, idempotency_keys: bool = False
+) -> dict[str, Any]:
+    """``POST /task`` of a no-op task from ``concurrency`` loops for ``seconds`` (each with a
+    fresh ``Idempotency-Key``, if asked)."""
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + seconds
@@ -27,7 +34,10 @@ async def http_submissions(gateway_url: str, concurrency: int, seconds: float) -
             nonlocal errors
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
-                async with session.post(gateway_url + "/task", json={"task_name": "noop"}) as response:
+                headers = {"Idempotency-Key": uuid.uuid4().hex} if idempotency_keys else None
+                async with session.post(
+                    gateway_url + "/task", json={"task_name": "noop"}, headers=headers
+                ) as response:
                     await response.read()
                     if response.status == 201:
                         latencies.append(time.perf_counter() - started)
@@ -266,3 +276,57 @@ async def paired_end_to_end(ours_url: str, theirs_url: str, tasks: int) -> dict[
     for client in clients.values():
         await client.disconnect()
     return {name: summary(values, 1.0, 0) for name, values in latencies.items()}
+
+
+async def catalog_reads(redis_url: str, workers: int, distinct: bool, reads: int) -> dict[str, Any]:
+    """One gateway's catalog refresh with ``workers`` announcements (identical fleets share
+    one task list; ``distinct``: each worker its own), as ``TaskCatalog`` reads it."""
+    prefix = "bench-catalog-"
+    tasks = [
+        {"name": f"task_{index}", "doc": "x" * 80, "signature": "(x: int)", "parameters": {}}
+        for index in range(20)
+    ]
+    async with redis.asyncio.Redis.from_url(redis_url) as client:
+        now = time.time()
+        async with client.pipeline(transaction=False) as pipe:
+            for number in range(workers):
+                digest = f"{prefix}{number if distinct else 0}"
+                pipe.zadd(protocol.CATALOG_WORKERS_KEY, {f"{prefix}{number}": now + 60})
+                pipe.hset(
+                    protocol.CATALOG_ANNOUNCEMENTS_KEY,
+                    f"{prefix}{number}",
+                    json.dumps({"digest": digest, "queues": ["q"]}),
+                )
+                pipe.set(protocol.catalog_tasks_key(digest), json.dumps(tasks), ex=60)
+            await pipe.execute()
+        try:
+            catalog = TaskCatalog(client, ttl=15)
+            await catalog.refresh()  # the first read fetches the task lists
+            latencies = []
+            began = time.perf_counter()
+            for _ in range(reads):
+                started = time.perf_counter()
+                await catalog.refresh()
+                latencies.append(time.perf_counter() - started)
+            elapsed = time.perf_counter() - began
+        finally:
+            names = [f"{prefix}{number}" for number in range(workers)]
+            await client.zrem(protocol.CATALOG_WORKERS_KEY, *names)
+            await client.hdel(protocol.CATALOG_ANNOUNCEMENTS_KEY, *names)
+    return summary(latencies, elapsed, 0) | {"workers": workers, "tasks_listed": len(catalog.tasks())}
+
+
+def inspect_registered(redis_url: str, calls: int) -> dict[str, Any]:
+    """The alternative: Celery's remote control (``inspect().registered()``), one broadcast per
+    refresh, waiting out its timeout (1 s) for the replies of every worker."""
+    app = celery.Celery(broker=redis_url, set_as_current=False)
+    latencies = []
+    began = time.perf_counter()
+    replies = 0
+    for _ in range(calls):
+        started = time.perf_counter()
+        replies = len(app.control.inspect(timeout=1.0).registered() or {})
+        latencies.append(time.perf_counter() - started)
+    elapsed = time.perf_counter() - began
+    app.close()
+    return summary(latencies, elapsed, 0) | {"workers": replies}

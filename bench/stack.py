@@ -120,13 +120,19 @@ def _settings(url: str, events_url: str | None = None) -> dict[str, Any]:
 
 
 def _commands(
-    system: System, directory: Path, url: str, port: int, events_url: str | None = None
+    system: System,
+    directory: Path,
+    url: str,
+    port: int,
+    events_url: str | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> tuple[list[str], list[str], str]:
     """Worker command, gateway command and the path that answers once the gateway is up.
 
-    ``events_url``: task events on this Redis Cluster (broker and results stay on ``url``).
+    ``events_url``: task events on this Redis Cluster (broker and results stay on ``url``);
+    ``overrides``: settings of this checkout's gateway.
     """
-    settings = _settings(url, events_url)
+    settings = {**_settings(url, events_url), **(overrides or {})}
     worker = [system.python, "-m", "celery", "-A", "bench.legacy_tasks" if system.legacy else "bench.tasks",
               "worker", "--queues", QUEUE, "--concurrency", "2", "--loglevel", "WARNING",
               "--without-gossip", "--without-mingle", "--purge"]  # fmt: skip
@@ -144,16 +150,21 @@ def _commands(
 
 @contextlib.contextmanager
 def running_stack(
-    system: System, redis_url: str, gateways: int = 1, events_url: str | None = None
+    system: System,
+    redis_url: str,
+    gateways: int = 1,
+    events_url: str | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> Iterator[Stack]:
     """A Celery worker (two processes) and ``gateways`` gateway processes of ``system`` on
-    ``redis_url`` (task events on the cluster at ``events_url``, if given)."""
+    ``redis_url`` (task events on the cluster at ``events_url``, if given; ``overrides``:
+    settings for this checkout)."""
     with tempfile.TemporaryDirectory() as name:
         directory = Path(name)
         ports = [free_port() for _ in range(gateways)]
         urls = tuple(f"http://127.0.0.1:{port}" for port in ports)
-        worker_command, _, probe = _commands(system, directory, redis_url, ports[0], events_url)
-        commands = [_commands(system, directory, redis_url, port, events_url)[1] for port in ports]
+        worker_command, _, probe = _commands(system, directory, redis_url, ports[0], events_url, overrides)
+        commands = [_commands(system, directory, redis_url, port, events_url, overrides)[1] for port in ports]
         environment = {
             **os.environ,
             "STIRFRIED_CONFIG": str(directory / "bench.yaml"),

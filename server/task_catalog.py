@@ -28,12 +28,23 @@ logger = logging.getLogger(__name__)
 # ``GET /tasks`` reads again when its snapshot is older than this.
 MAX_LISTING_AGE = 1.0
 
-# KEYS: workers (zset), announcements (hash). ARGV: now.
+# KEYS: workers (zset), announcements (hash). Every entry, with its expiry (0: withdrawn).
 READ_SCRIPT = """
-local alive = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf')
-if #alive == 0 then return {} end
-return {alive, redis.call('HMGET', KEYS[2], unpack(alive))}
+local workers = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+if #workers == 0 then return {} end
+local names = {}
+for index = 1, #workers, 2 do names[#names + 1] = workers[index] end
+return {workers, redis.call('HMGET', KEYS[2], unpack(names))}
 """
+
+
+@dataclasses.dataclass(frozen=True)
+class Announcement:
+    """One worker's announcement: until when it holds, and what it serves where."""
+
+    expires: float
+    digest: str
+    queues: tuple[str, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +78,8 @@ class TaskCatalog:
         self._interval = max(0.5, ttl / 3)
         self._script = client.register_script(READ_SCRIPT) if client is not None else None
         self._tasks: dict[str, ServedTask] = {}
+        self._workers: dict[str, Announcement] = {}
+        """Live workers by hostname, as last read (kept until expiry if Redis loses them)."""
         self._lists: dict[str, list[dict[str, Any]]] = {}
         """Task lists by digest: identical workers share one, fetched once."""
         self._read_at = 0.0
@@ -121,11 +134,18 @@ class TaskCatalog:
         if self._redis is None or self._script is None:
             return
         try:
-            reply = await self._script(
-                keys=[protocol.CATALOG_WORKERS_KEY, protocol.CATALOG_ANNOUNCEMENTS_KEY], args=[time.time()]
+            read = _announcements(
+                await self._script(keys=[protocol.CATALOG_WORKERS_KEY, protocol.CATALOG_ANNOUNCEMENTS_KEY])
             )
-            announcements = _announcements(reply)
-            missing = sorted({digest for digest, _ in announcements} - set(self._lists))
+            now = time.time()
+            # Withdrawn (a tombstone) or expired: gone. Missing from the read although not
+            # expired: Redis lost it (a restart); the worker's next refresh restores it.
+            workers = {
+                name: announcement
+                for name, announcement in {**self._workers, **read}.items()
+                if announcement.expires > now
+            }
+            missing = sorted({a.digest for a in workers.values()} - set(self._lists))
             if missing:
                 values = await self._redis.mget([protocol.catalog_tasks_key(digest) for digest in missing])
                 for digest, value in zip(missing, values, strict=True):
@@ -137,33 +157,41 @@ class TaskCatalog:
             return
         finally:
             self._read_at = time.monotonic()
-        self._tasks = _merge(announcements, self._lists)
-        live = {digest for digest, _ in announcements}
+        self._workers = workers
+        self._tasks = _merge(workers.values(), self._lists)
+        live = {announcement.digest for announcement in workers.values()}
         self._lists = {digest: tasks for digest, tasks in self._lists.items() if digest in live}
 
 
-def _announcements(reply: Any) -> list[tuple[str, list[str]]]:
-    """``(digest, queues)`` of each live worker, from :data:`READ_SCRIPT`'s reply."""
+def _announcements(reply: Any) -> dict[str, Announcement]:
+    """Each worker's announcement, from :data:`READ_SCRIPT`'s reply."""
     if not reply:
-        return []
-    found = []
-    for value in reply[1]:
+        return {}
+    workers, values = reply
+    found = {}
+    for index, value in enumerate(values):
         if value is None:
             continue
+        name, expires = _text(workers[2 * index]), float(workers[2 * index + 1])
         announcement = json.loads(value)
         digest = announcement.get("digest")
         queues = announcement.get("queues") or []
         if isinstance(digest, str):
-            found.append((digest, [queue for queue in queues if isinstance(queue, str)]))
+            found[name] = Announcement(expires, digest, tuple(q for q in queues if isinstance(q, str)))
     return found
 
 
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _merge(
-    announcements: Iterable[tuple[str, list[str]]], lists: Mapping[str, list[dict[str, Any]]]
+    announcements: Iterable[Announcement], lists: Mapping[str, list[dict[str, Any]]]
 ) -> dict[str, ServedTask]:
     tasks: dict[str, ServedTask] = {}
-    for digest, queues in announcements:
-        for entry in lists.get(digest, []):
+    for announcement in announcements:
+        queues = announcement.queues
+        for entry in lists.get(announcement.digest, []):
             name = entry.get("name")
             if not isinstance(name, str) or name.startswith("celery."):
                 continue

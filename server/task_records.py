@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 import typing
 from collections.abc import Iterable, Sequence
@@ -33,6 +34,8 @@ logger = logging.getLogger(__name__)
 MAX_TASKS_PER_TAG = 1000
 # Tags one listing reads at most (a token may carry many follow_tags).
 MAX_LISTED_TAGS = 20
+# Failures to record are logged at most this often (a Redis outage fails every task).
+REPORT_SECONDS = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +64,8 @@ class TaskRecords:
     def __init__(self, client: redis.asyncio.Redis | None, ttl: int) -> None:
         self._redis = client
         self._ttl = ttl
+        self._unrecorded = 0
+        self._reported_at = -math.inf
 
     async def record(
         self, tasks: Sequence[tuple[str, str]], access_tags: Iterable[str], owner_tags: Iterable[str]
@@ -90,8 +95,21 @@ class TaskRecords:
                     pipe.expire(key, self._ttl)
                 await pipe.execute()
         except (redis.RedisError, OSError) as error:
-            # Loud: follow_tags holders will be refused this task and "my tasks" will miss it.
-            logger.error("could not record task %s (tags and my tasks will miss it): %s", main_id, error)
+            self._report(main_id, error)
+
+    def _report(self, task_id: str, error: BaseException) -> None:
+        """Loud, for follow_tags holders will be refused the task and "my tasks" will miss it;
+        but once per :data:`REPORT_SECONDS`, with a count, not once per task of an outage."""
+        self._unrecorded += 1
+        now = time.monotonic()
+        if now - self._reported_at >= REPORT_SECONDS:
+            logger.error(
+                "could not record %d task(s), the last %s (tags and my tasks will miss them): %s",
+                self._unrecorded,
+                task_id,
+                error,
+            )
+            self._unrecorded, self._reported_at = 0, now
 
     async def known(self, task_id: str) -> bool | None:
         """Whether the fleet issued ``task_id`` (or a worker reported on it) within the record's

@@ -47,7 +47,11 @@ def run_command_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
             except OSError:
                 assert process.poll() is None and time.monotonic() < deadline, "run command did not start"
                 time.sleep(0.2)
-        with SyncStirfriedClient(url) as client:  # the example worker is up once a task runs
+        # The example worker starts after the gateway: "add" is refused until it announced it.
+        while b'"name": "add"' not in services.http_get(url + "/tasks"):
+            assert process.poll() is None and time.monotonic() < deadline, "no worker announced 'add'"
+            time.sleep(0.2)
+        with SyncStirfriedClient(url) as client:
             client.run("add", 0, 0, timeout=60)
         yield url
     finally:

@@ -5,7 +5,10 @@ Each worker (its main process) keeps an announcement in the Stirfried Redis:
 
 - its hostname in the sorted set :data:`~stirfried.protocol.CATALOG_WORKERS_KEY`, scored
   by when the announcement expires (``stirfried_catalog_ttl`` from now, refreshed every
-  third of it; removed when the worker stops, gone by itself when the worker dies);
+  third of it). A worker that stops scores itself 0, a tombstone gateways act on at once;
+  one that dies expires. (A hostname missing altogether means Redis lost it, e.g. in a
+  restart without persistence: gateways keep what they knew until it would have expired,
+  and the worker's next refresh puts it back.)
 - its queues, pool and the digest of its task list in
   :data:`~stirfried.protocol.CATALOG_ANNOUNCEMENTS_KEY`;
 - the task list itself under its digest (:func:`~stirfried.protocol.catalog_tasks_key`),
@@ -48,12 +51,13 @@ logger = logging.getLogger(__name__)
 CELERY_BUILT_IN_PREFIX = "celery."
 
 # KEYS: workers (zset), announcements (hash), this worker's task list.
-# ARGV: hostname, expiry, now, announcement JSON, task list JSON, task list ttl.
+# ARGV: hostname, expiry, forget before (Unix time), announcement JSON, task list JSON, ttl.
+# Entries (tombstones included) are forgotten a ttl after they expired.
 ANNOUNCE_SCRIPT = """
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
 redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[6])
-local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
 if #gone > 0 then
   redis.call('HDEL', KEYS[2], unpack(gone))
   redis.call('ZREM', KEYS[1], unpack(gone))
@@ -226,21 +230,26 @@ class Announcer:
                     protocol.CATALOG_ANNOUNCEMENTS_KEY,
                     protocol.catalog_tasks_key(self._digest),
                 ],
-                args=[self._hostname, now + self._ttl, now, self._announcement, self._tasks, self._ttl],
+                args=[
+                    self._hostname,
+                    now + self._ttl,
+                    now - self._ttl,
+                    self._announcement,
+                    self._tasks,
+                    self._ttl,
+                ],
             )
         except Exception as error:
             logger.warning("could not announce this worker's tasks to the Stirfried catalog: %s", error)
 
     def stop(self) -> None:
-        """Withdraw the announcement: gateways stop offering this worker's tasks at once."""
+        """Withdraw the announcement (a tombstone: score 0): gateways stop offering this
+        worker's tasks at once."""
         self._stopped.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
         try:
-            with self._redis.pipeline(transaction=False) as pipe:
-                pipe.zrem(protocol.CATALOG_WORKERS_KEY, self._hostname)
-                pipe.hdel(protocol.CATALOG_ANNOUNCEMENTS_KEY, self._hostname)
-                pipe.execute()
+            self._redis.zadd(protocol.CATALOG_WORKERS_KEY, {self._hostname: 0})
         except Exception as error:
             logger.warning("could not withdraw this worker from the Stirfried catalog: %s", error)
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from stirfried.server.publish_batcher import Batcher, Outcomes
+from stirfried.server.publish_batcher import Batcher, Outcomes, Settled
 
 
 class Broker:
@@ -108,3 +108,30 @@ async def test_drain_waits_for_batches_that_have_left():
     broker.release.set()
     await asyncio.wait_for(draining, 1)
     assert sending.done()
+
+
+async def test_settled_learns_the_final_outcome_even_after_the_caller_gave_up():
+    """Idempotent submits need the broker's final word after a 503: sent, failed, or never sent."""
+    broker = Broker()
+    broker.failing = {2}
+    batcher = Batcher(broker.send, max_batch=100, max_in_flight=1)
+    outcomes: dict[int, bool] = {}
+
+    def settled(item: int) -> Settled:
+        return lambda sent: outcomes.__setitem__(item, sent)
+
+    sent = asyncio.create_task(batcher.send(0, settled(0)))  # its batch leaves at once
+    await asyncio.sleep(0)
+    queued = asyncio.create_task(batcher.send(1, settled(1)))  # waits behind it
+    failing = asyncio.create_task(batcher.send(2, settled(2)))
+    await asyncio.sleep(0)
+    sent.cancel()  # the caller timed out after its batch left: the outcome is still the broker's
+    queued.cancel()  # still queued: never sent
+    await asyncio.sleep(0)
+    assert outcomes == {1: False}
+
+    broker.release.set()
+    with pytest.raises(ValueError, match="item 2 failed"):
+        await failing
+    assert outcomes == {0: True, 1: False, 2: False}
+    assert broker.batches == [[0], [2]]
