@@ -105,6 +105,8 @@ async def test_a_task_description_has_its_doc_defaults_and_a_json_schema(gateway
         "additionalProperties": False,
     }
     assert entry["signature"].startswith("(path: str, width: int, height: int = 100")
+    # In the signature's order, so a form built from the schema reads like the function.
+    assert list(entry["parameters"]["properties"]) == ["path", "width", "height", "mode", "tags"]
 
 
 async def test_a_stopped_worker_leaves_the_catalog_at_once_and_a_killed_one_within_the_ttl(

@@ -208,7 +208,8 @@ class Announcer:
         self._script = client.register_script(ANNOUNCE_SCRIPT)
         self._hostname = hostname
         self._ttl = ttl
-        self._tasks = json.dumps(tasks, separators=(",", ":"), sort_keys=True)
+        # Not sort_keys: the schema's properties keep the signature's order (forms show it).
+        self._tasks = json.dumps(tasks, separators=(",", ":"))
         self._digest = hashlib.sha256(self._tasks.encode()).hexdigest()[:32]
         self._announcement = json.dumps(
             {"digest": self._digest, "queues": sorted(queues), "pool": pool}, separators=(",", ":")
