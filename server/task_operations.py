@@ -53,8 +53,12 @@ class TaskOperations:
         return replies.task_info(state, self._settings.error_info)
 
     async def revoke(self, caller: Caller, request: RevokeRequest) -> None:
-        """Revoke a task (unknown ids too, as in Stirfried 0.7.0); terminate it where the
-        settings and the caller's token allow."""
+        """Revoke a task; terminate it where the settings and the caller's token allow.
+
+        An id the fleet never issued succeeds, as in Stirfried 0.7.0, but sends nothing: a
+        revoke is a broadcast every worker processes (and records), so made-up ids would
+        cost the whole fleet, and the id would then read as REVOKED instead of unknown.
+        """
         if request.terminate:
             if not self._settings.terminate:
                 raise TaskNotAllowed(
@@ -63,6 +67,8 @@ class TaskOperations:
             if not caller.principal.may_terminate():
                 raise TaskNotAllowed("the token does not allow terminating tasks")
         await self._accessible(caller, request.task_id, request.token, REVOKE_COST)
+        if await self._records.known(request.task_id) is False:
+            return
         await self._celery.revoke(request.task_id, request.terminate, request.signal)
 
     async def available(self, caller: Caller) -> list[dict[str, Any]]:

@@ -81,3 +81,17 @@ async def test_bad_terminate_requests_are_refused(start_gateway, http, connect):
     client = await connect(gateway)
     reply = await client.call("revoke_task", {"task_id": "x", "signal": "SIGKILL"})
     assert reply == {"status": "failed", "data": "'signal' goes with 'terminate': true"}
+
+
+async def test_revoking_an_id_never_issued_succeeds_and_leaves_it_unknown(gateway, http, connect, unique):
+    """No broadcast for made-up ids: the id stays unknown (404), not REVOKED."""
+    client = await connect(gateway)
+    assert await client.call("revoke_task", f"made-up-{unique}") == {
+        "status": "success",
+        "data": f"made-up-{unique}",
+    }
+    async with http.delete(url_of(gateway, f"/task/made-up-{unique}")) as response:
+        assert response.status == 200
+
+    async with http.get(url_of(gateway, f"/task/made-up-{unique}")) as response:
+        assert response.status == 404

@@ -22,7 +22,9 @@ runs on another worker, and costs one round trip per event.
 from __future__ import annotations
 
 import logging
+import queue
 import secrets
+import threading
 import time
 from typing import Any
 
@@ -89,6 +91,7 @@ class TaskEventEmitter:
         self._publish = "SPUBLISH" if cluster else "PUBLISH"
         self._log_length = log_max_length if log_enabled else 0
         self._ttl = log_ttl
+        self._starts: StartRecorder | None = None
 
     def emit(
         self,
@@ -125,15 +128,11 @@ class TaskEventEmitter:
             return None
 
     def record_started(self, task_id: str) -> None:
-        """Note in the task's record that a worker started it (one round trip, no event)."""
-        key = protocol.task_record_key(task_id)
-        try:
-            with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hset(key, mapping={"state": "STARTED", "started": time.time()})
-                pipe.expire(key, self._ttl)
-                pipe.execute()
-        except Exception:
-            logger.exception("could not record the start of task %s", task_id)
+        """Note in the task's record that a worker started it, off the task's path: a
+        background thread writes it, so the task's first event is not held up by it."""
+        if self._starts is None:
+            self._starts = StartRecorder(self._redis, self._ttl)
+        self._starts.put(task_id)
 
     @property
     def client(self) -> redis.Redis | redis.cluster.RedisCluster:
@@ -141,4 +140,42 @@ class TaskEventEmitter:
         return self._redis
 
     def close(self) -> None:
+        if self._starts is not None:
+            self._starts.close()
         self._redis.close()
+
+
+# KEYS: the task's record. ARGV: now, ttl. A start that arrives after the task ended (the
+# thread lagged) changes nothing but the start time it lacked.
+START_SCRIPT = """
+if redis.call('HEXISTS', KEYS[1], 'finished') == 0 then redis.call('HSET', KEYS[1], 'state', 'STARTED') end
+redis.call('HSETNX', KEYS[1], 'started', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+"""
+
+
+class StartRecorder:
+    """Writes "started" to task records from a daemon thread of the worker process."""
+
+    def __init__(self, client: redis.Redis | redis.cluster.RedisCluster, ttl: int) -> None:
+        self._redis = client
+        self._script = client.register_script(START_SCRIPT)
+        self._ttl = ttl
+        self._queue: queue.SimpleQueue[tuple[str, float] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="stirfried-starts", daemon=True)
+        self._thread.start()
+
+    def put(self, task_id: str) -> None:
+        self._queue.put((task_id, time.time()))
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            task_id, started = item
+            try:
+                self._script(keys=[protocol.task_record_key(task_id)], args=[started, self._ttl])
+            except Exception:
+                logger.exception("could not record the start of task %s", task_id)
