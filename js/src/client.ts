@@ -199,16 +199,19 @@ export class StirfriedClient {
     if (typeof taskId !== "string") throw new StirfriedError(`unexpected reply to send_task: ${JSON.stringify(reply)}`);
     const token = typeof reply.token === "string" ? reply.token : undefined;
     if (token !== undefined) remember(this.#tokens, taskId, token, TOKEN_LIMIT);
-    // A replayed submission (`replayed: true`) is the first task: the gateway replays its
-    // events to this client from the start, as for a task scheduled now.
     const existing = this.#tasks.get(taskId);
     if (existing) {
-      attach(existing, options);
+      attach(existing, options); // a replayed submission of a task this client follows
       return existing;
     }
     const handle = new TaskHandle(this, taskId, taskName, token, 0, this.#eventHistory);
     attach(handle, options);
     this.#track(handle);
+    if (reply.replayed === true && this.#finished.delete(taskId) && !handle.finished) {
+      // A replayed submission is the first task, whose events the gateway replays from the
+      // start; this client had finished following it, so it dropped them: ask again.
+      await this.#call("subscribe_task", subscription(handle), options.signal);
+    }
     return handle;
   }
 

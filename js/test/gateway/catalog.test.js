@@ -84,6 +84,11 @@ test("a schedule retried with the same idempotency key gets the first task, whic
     assert.equal(again.events.filter((event) => event.name === "on_started").length, 1);
     const error = await other.schedule("add", [2, 4], {}, { idempotencyKey }).catch((e) => e);
     assert.ok(error instanceof RequestFailed, String(error));
+    // The client that scheduled it, once it has finished following it, gets it back too.
+    assert.equal(await first.result({ timeout: 10_000 }), 5);
+    const third = await client.schedule("add", [2, 3], {}, { idempotencyKey });
+    assert.equal(third.id, first.id);
+    assert.equal(await third.result({ timeout: 10_000 }), 5);
   } finally {
     other.close();
   }
