@@ -188,11 +188,6 @@ async def test_tasks_lists_what_the_workers_serve_with_each_ones_arguments(clien
     assert "room" not in email.parameters["properties"]
 
 
-async def test_a_task_no_live_worker_serves_is_refused_at_once(client):
-    with pytest.raises(RequestFailed, match=r"no live worker serves task 'tasks\.nothing_serves_this'"):
-        await client.schedule("tasks.nothing_serves_this")
-
-
 async def test_my_tasks_finds_this_sessions_tasks_from_a_later_connection(gateway):
     url = str(gateway.make_url("/"))
     session = new_session_key()
