@@ -24,11 +24,13 @@ from stirfried.server.app_keys import (
     ACCESS,
     BUDGET,
     CALLERS,
+    CATALOG,
     CELERY,
     CHANNELS,
     CONFIG,
     CONNECTIONS,
     METRICS,
+    OPERATIONS,
     REDIS,
     SCHEDULER,
     SOCKETIO,
@@ -40,6 +42,7 @@ from stirfried.server.development.example_page import example_page_routes
 from stirfried.server.event_log import EventLog
 from stirfried.server.event_relay import RelayingRedisManager, TaskEventRelay
 from stirfried.server.http_api import http_routes, json_errors
+from stirfried.server.idempotency import IdempotencyKeys
 from stirfried.server.limits import ConnectionCounter, RateLimiter
 from stirfried.server.metrics import GatewayMetrics
 from stirfried.server.origins import OriginPolicy
@@ -49,7 +52,10 @@ from stirfried.server.socketio_api import SocketIOApi, drop_connections
 from stirfried.server.socketio_options import create_socketio_server
 from stirfried.server.subscriptions import TaskSubscriptions
 from stirfried.server.task_access import TaskAccess, subscription_tokens
+from stirfried.server.task_catalog import TaskCatalog
 from stirfried.server.task_channels import TaskChannels
+from stirfried.server.task_operations import TaskOperations
+from stirfried.server.task_records import TaskRecords
 from stirfried.settings import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -170,17 +176,24 @@ def task_services(relay: TaskEventRelay) -> CleanupContext:
         settings = app[CONFIG].stirfried
         client = app.get(REDIS)
         tokens = subscription_tokens(settings.token_secret, settings.auth_secret)
-        app[ACCESS] = TaskAccess(app[CALLERS].authenticator, tokens, client, settings.event_log_ttl)
-        app[BUDGET] = RateLimiter(settings.rate_limit, settings.rate_burst)
+        app[ACCESS] = access = TaskAccess(app[CALLERS].authenticator, tokens, client)
+        app[BUDGET] = budget = RateLimiter(settings.rate_limit, settings.rate_burst)
         app[CONNECTIONS] = ConnectionCounter(settings.max_connections_per_ip)
+        app[CATALOG] = catalog = TaskCatalog(client, settings.catalog_ttl)
+        records = TaskRecords(client, settings.event_log_ttl)
         event_log = EventLog(client) if client is not None else None
         app[SUBSCRIPTIONS] = subscriptions = TaskSubscriptions(
             app[SOCKETIO], relay, event_log, app[CELERY], settings, app.get(CHANNELS)
         )
+        idempotency = IdempotencyKeys(client, settings.idempotency_window, settings.broker_timeout)
         app[SCHEDULER] = TaskScheduler(
-            app[CELERY], settings, app[METRICS], app[ACCESS], app[BUDGET], subscriptions
+            app[CELERY], settings, app[METRICS], budget, catalog, records, idempotency, subscriptions
         )
+        app[OPERATIONS] = TaskOperations(app[CELERY], access, budget, catalog, records, settings)
+        await catalog.refresh()
+        refreshing = asyncio.create_task(catalog.run())
         yield
+        refreshing.cancel()
 
     return build
 
@@ -196,7 +209,7 @@ def socketio_server(relay: TaskEventRelay, sessions: SessionGuard) -> CleanupCon
             SocketIOApi(
                 sio,
                 app[SCHEDULER],
-                app[CELERY],
+                app[OPERATIONS],
                 app[SUBSCRIPTIONS],
                 app[CALLERS],
                 app[ACCESS],
@@ -227,6 +240,11 @@ def _drop_clients(relay: TaskEventRelay) -> ShutdownHook:
 def check_access_settings(config: Config) -> None:
     """A gateway serves either token holders or, when the config says so, anyone."""
     settings = config.stirfried
+    if settings.refuse_unserved_tasks and not settings.redis_url and not settings.embedded_redis:
+        raise ConfigError(
+            f"{config.source}: 'stirfried_refuse_unserved_tasks' needs 'stirfried_redis_url' (workers "
+            "announce the tasks they serve there); set it, or set 'stirfried_refuse_unserved_tasks: false'"
+        )
     if not settings.anonymous and not settings.auth_secret:
         raise ConfigError(
             f"{config.source}: set 'stirfried_auth_secret' (or STIRFRIED_AUTH_SECRET) so clients can "

@@ -18,7 +18,9 @@ from stirfried.server.metrics import GatewayMetrics
 from stirfried.server.scheduling import TaskScheduler
 from stirfried.server.subscriptions import TaskSubscriptions
 from stirfried.server.task_access import TaskAccess
+from stirfried.server.task_catalog import TaskCatalog
 from stirfried.server.task_channels import TaskChannels
+from stirfried.server.task_operations import TaskOperations
 
 # Set by create_app (nothing to open or close).
 CONFIG = web.AppKey("stirfried_config", Config)
@@ -39,4 +41,7 @@ BUDGET = web.AppKey("stirfried_budget", RateLimiter)
 # Long-lived connections per address: Socket.IO clients and SSE streams.
 CONNECTIONS = web.AppKey("stirfried_connections", ConnectionCounter)
 SCHEDULER = web.AppKey("stirfried_scheduler", TaskScheduler)
+OPERATIONS = web.AppKey("stirfried_operations", TaskOperations)
+# Owned by app.task_services (its refresh runs while the gateway serves).
+CATALOG = web.AppKey("stirfried_catalog", TaskCatalog)
 SUBSCRIPTIONS = web.AppKey("stirfried_subscriptions", TaskSubscriptions)

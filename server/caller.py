@@ -18,7 +18,17 @@ refused). Claims:
   subscription token (absent: none);
 - ``tags``: tags put on every task the holder schedules (besides ``subject:<sub>``);
 - ``follow_tags``: the holder may follow, read and revoke every task carrying one of
-  these tags, e.g. ``["subject:alice"]`` for a support tool watching Alice's tasks.
+  these tags, e.g. ``["subject:alice"]`` for a support tool watching Alice's tasks;
+  "my tasks" lists them too;
+- ``options``: the scheduling options (``countdown``, ``eta``, ``expires``, ``priority``,
+  ``queue``) the holder may set, where ``stirfried_task_options`` allows them (absent: none);
+- ``terminate``: true lets the holder terminate running tasks it may revoke, where
+  ``stirfried_terminate`` allows it.
+
+Anonymous Socket.IO clients may present a session key (``auth: {"session": ...}``,
+random, 22 to 128 URL-safe characters): the tasks they schedule are listed
+("my tasks") to whoever presents the same key later, e.g. the same browser tab
+after a reload. Without one, a connection lists only its own tasks.
 
 Web backends mint these for their users (``stirfried-token`` does it for development).
 """
@@ -26,6 +36,8 @@ Web backends mint these for their users (``stirfried-token`` does it for develop
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import re
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -37,6 +49,7 @@ from stirfried.server.errors import NotAuthenticated
 
 ALGORITHM = "HS256"
 ANY_TASK = "*"
+SESSION_KEY = re.compile(r"[A-Za-z0-9_-]{22,128}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +65,10 @@ class Principal:
     """Tags for the tasks it schedules (``subject:<sub>`` included)."""
     follow_tags: frozenset[str] = frozenset()
     expires: float | None = None
+    options: frozenset[str] | None = None
+    """Scheduling options it may set; None: any the gateway allows (anonymous clients)."""
+    terminate: bool | None = None
+    """Whether it may terminate running tasks; None: if the gateway allows (anonymous clients)."""
 
     def check_current(self) -> None:
         """Raise NotAuthenticated once the token has expired (long-lived connections too)."""
@@ -63,6 +80,12 @@ class Principal:
 
     def may_follow(self, task_id: str) -> bool:
         return task_id in self.follow
+
+    def may_set(self, option: str) -> bool:
+        return self.options is None or option in self.options
+
+    def may_terminate(self) -> bool:
+        return self.terminate is None or self.terminate
 
 
 ANONYMOUS = Principal()
@@ -111,6 +134,8 @@ class Authenticator:
             tags=_names(claims.get("tags", []), "tags") | {f"subject:{subject}"},
             follow_tags=_names(claims.get("follow_tags", []), "follow_tags"),
             expires=float(claims["exp"]),
+            options=_names(claims.get("options", []), "options"),
+            terminate=_flag(claims.get("terminate", False), "terminate"),
         )
 
     def mint(
@@ -121,6 +146,8 @@ class Authenticator:
         ttl: float = 3600,
         tags: Iterable[str] = (),
         follow_tags: Iterable[str] = (),
+        options: Iterable[str] = (),
+        terminate: bool = False,
     ) -> str:
         """A signed token (for development and tests; production backends mint their own)."""
         if not self._secret:
@@ -134,6 +161,8 @@ class Authenticator:
             "follow": list(follow),
             "tags": list(tags),
             "follow_tags": list(follow_tags),
+            "options": list(options),
+            "terminate": terminate,
         }
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
@@ -142,6 +171,12 @@ def _names(value: Any, claim: str) -> frozenset[str]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise NotAuthenticated(f"invalid token: claim '{claim}' must be a list of strings")
     return frozenset(value)
+
+
+def _flag(value: Any, claim: str) -> bool:
+    if not isinstance(value, bool):
+        raise NotAuthenticated(f"invalid token: claim '{claim}' must be true or false")
+    return value
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -177,6 +212,24 @@ class Caller:
     """How logs name the client: its address over HTTP, its sid over Socket.IO."""
     headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
     """The header values ``stirfried_header_task_map`` needs, keyed by lower-case name."""
+    session: str | None = None
+    """An anonymous Socket.IO client's session tag (``session:<digest of its key>``, or
+    ``sid:<sid>`` without a key): "my tasks" lists the tasks scheduled under it."""
+
+    @property
+    def owner_tags(self) -> frozenset[str]:
+        """The tags its tasks are listed under: the token's tags (``subject:<sub>`` first among
+        them), or the anonymous session's."""
+        if self.principal.subject is not None:
+            return self.principal.tags
+        return frozenset({self.session}) if self.session else frozenset()
+
+    @property
+    def listing_tags(self) -> frozenset[str]:
+        """The tags whose tasks "my tasks" shows it: its subject's and its ``follow_tags``."""
+        if self.principal.subject is not None:
+            return frozenset({f"subject:{self.principal.subject}"}) | self.principal.follow_tags
+        return self.owner_tags
 
     @property
     def rate_key(self) -> str:
@@ -219,7 +272,11 @@ class Callers:
         if token is None:
             token = bearer_token(headers.get("Authorization"))
         address = self.address_of(request) if request is not None else "unknown"
-        return Caller(self._authenticator.authenticate(token), address, sid, self.mapped_headers(headers))
+        principal = self._authenticator.authenticate(token)
+        session = None
+        if principal.subject is None:
+            session = _session_tag(auth.get("session") if isinstance(auth, Mapping) else None, sid)
+        return Caller(principal, address, sid, self.mapped_headers(headers), session)
 
     def address_of(self, request: web.Request) -> str:
         """The client address of an aiohttp request (see :func:`client_address`)."""
@@ -232,3 +289,13 @@ class Callers:
             return {}
         lowered = {name.lower(): value for name, value in headers.items()}
         return {name: lowered[name] for name in self._mapped if name in lowered}
+
+
+def _session_tag(key: Any, sid: str) -> str:
+    """The session tag of an anonymous connection: from its session key, else its sid.
+    Only a digest of the key is kept (it is the client's secret)."""
+    if key is None:
+        return f"sid:{sid}"
+    if not isinstance(key, str) or not SESSION_KEY.fullmatch(key):
+        raise NotAuthenticated("auth 'session' must be 22 to 128 characters of A-Z, a-z, 0-9, '_' and '-'")
+    return "session:" + hashlib.sha256(key.encode()).hexdigest()[:32]

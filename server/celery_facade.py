@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import datetime
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -26,7 +27,7 @@ from kombu.messaging import Producer
 from stirfried import protocol
 from stirfried.server.errors import CeleryUnavailable, InvalidRequest, Refusal, ResultBackendMissing
 from stirfried.server.metrics import GatewayMetrics
-from stirfried.server.publish_batcher import Batcher, Outcomes
+from stirfried.server.publish_batcher import Batcher, Outcomes, Settled
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ class PlannedTask:
     task_id: str
     protected: tuple[str, ...] = ()
     """Arguments only the gateway sets; the worker refuses them when they come positionally."""
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """Celery options: ``countdown``, ``eta``, ``expires``, ``priority``, ``queue``."""
 
     @property
     def headers(self) -> dict[str, Any]:
@@ -120,18 +123,23 @@ class CeleryFacade:
     def app(self) -> celery.Celery:
         return self._app
 
-    async def publish(self, plan: PublishPlan) -> str:
+    async def publish(self, plan: PublishPlan, settled: Settled | None = None) -> str:
         """Send the planned task (and its chain); return the main task's id.
 
         Concurrent publishes leave together (see stirfried.server.publish_batcher): on a
         broker whose transport batches (Redis), one round trip carries them all.
+        ``settled`` learns whether it was sent, even after this call timed out.
         """
-        await self._bounded("publish", "publish the task", self._publishes.send(plan))
+        await self._bounded("publish", "publish the task", self._publishes.send(plan, settled))
         return plan.main.task_id
 
-    async def revoke(self, task_id: str) -> None:
-        """Ask every worker to drop the task if it has not started yet."""
-        await self._run("revoke", "revoke the task", self._app.control.revoke, task_id)
+    async def revoke(self, task_id: str, terminate: bool = False, signal: str | None = None) -> None:
+        """Ask every worker to drop the task if it has not started yet; with ``terminate``,
+        to stop it if it runs (Celery sends ``signal``, SIGTERM by default, to its process)."""
+        options: dict[str, Any] = {"terminate": True, "signal": signal or "SIGTERM"} if terminate else {}
+        await self._run(
+            "revoke", "revoke the task", functools.partial(self._app.control.revoke, **options), task_id
+        )
 
     async def task_state(self, task_id: str) -> TaskState:
         """Read a task's state and result from the result backend."""
@@ -240,6 +248,7 @@ class CeleryFacade:
                 kwargs=dict(follower.kwargs),
                 task_id=follower.task_id,
                 headers=follower.headers,
+                **_link_options(follower.options),
             )
             if link is not None:
                 signature.link(link)
@@ -247,12 +256,16 @@ class CeleryFacade:
         main = plan.main
         amqp = self._app.amqp
         kwargs = dict(main.kwargs)
-        options = amqp.router.route({}, main.name, main.args, kwargs)
+        routing = {key: main.options[key] for key in ("queue", "priority") if key in main.options}
+        options = amqp.router.route(routing, main.name, main.args, kwargs)
         message = amqp.create_task_message(
             main.task_id,
             main.name,
             main.args,
             kwargs,
+            countdown=main.options.get("countdown"),
+            eta=main.options.get("eta"),
+            expires=main.options.get("expires"),
             callbacks=[link] if link is not None else None,
             reply_to=self._app.thread_oid,
             create_sent_event=self._app.conf.task_send_sent_event,
@@ -297,6 +310,15 @@ def _timestamp(date_done: Any) -> float | None:
     if date_done.tzinfo is None:
         date_done = date_done.replace(tzinfo=datetime.UTC)
     return date_done.timestamp()
+
+
+def _link_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """A chained task's options as signature options: times as ISO 8601 (a link travels
+    inside the message body, which must serialize; Celery parses them back)."""
+    return {
+        key: value.isoformat() if isinstance(value, datetime.datetime) else value
+        for key, value in options.items()
+    }
 
 
 def _transport_batches(app: celery.Celery) -> bool:

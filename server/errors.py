@@ -55,6 +55,20 @@ class NotFound(Refusal):
     status = 404
 
 
+class TaskNotServed(NotFound):
+    """A task name no live worker announces (``stirfried_refuse_unserved_tasks``)."""
+
+
+class UnknownTask(NotFound):
+    """A task id this fleet never issued (or whose record has expired)."""
+
+
+class IdempotencyConflict(Refusal):
+    """An idempotency key used again for a different task object."""
+
+    status = 409
+
+
 class SubscriptionConflict(Refusal):
     """A subscription that clashes with one still being set up for the same client."""
 
@@ -81,6 +95,12 @@ class RateLimited(Refusal):
 
 class ResultBackendMissing(Refusal):
     """Task state was asked for, but no Celery result backend is configured."""
+
+    status = 501
+
+
+class ServiceMissing(Refusal):
+    """A feature that needs a service the gateway is not configured with (``stirfried_redis_url``)."""
 
     status = 501
 

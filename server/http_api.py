@@ -2,10 +2,14 @@
 
 Routes (without those the feature flags switch off):
 
-- ``POST /task``: schedule the task object in the JSON body; 201 with the id and its token;
-- ``GET /task/{task_id}``: ``{id, state, result}`` from the result backend;
-- ``DELETE /task/{task_id}``: revoke; succeeds for unknown ids too;
-- ``GET /task/{task_id}/events``: the task's events as Server-Sent Events.
+- ``POST /task``: schedule the task object in the JSON body; 201 with the id and its token
+  (``Idempotency-Key``: a repeat returns the first task, with ``Idempotent-Replayed: true``);
+- ``GET /task/{task_id}``: ``{id, state, result}`` from the result backend (404: never issued);
+- ``DELETE /task/{task_id}``: revoke (``?terminate=true[&signal=...]``: stop it running);
+  succeeds for unknown ids too;
+- ``GET /task/{task_id}/events``: the task's events as Server-Sent Events;
+- ``GET /tasks``: the tasks the caller may schedule that live workers serve (the catalog);
+- ``GET /tasks/mine``: the caller's recent tasks, newest first (``?limit=&cursor=``).
 
 Every refusal is answered by :func:`json_errors` through :mod:`errors`.
 """
@@ -28,9 +32,9 @@ from stirfried.server.app_keys import (
     ACCESS,
     BUDGET,
     CALLERS,
-    CELERY,
     CONFIG,
     CONNECTIONS,
+    OPERATIONS,
     SCHEDULER,
     SUBSCRIPTIONS,
 )
@@ -44,8 +48,16 @@ from stirfried.server.errors import (
     UnsupportedMediaType,
     http_reply,
 )
-from stirfried.server.limits import READ_COST, REVOKE_COST
-from stirfried.server.task_request import ClientJson, parse_last_event_id, parse_task_id
+from stirfried.server.limits import READ_COST
+from stirfried.server.task_request import (
+    ClientJson,
+    RevokeRequest,
+    parse_flag,
+    parse_last_event_id,
+    parse_page,
+    parse_signal,
+    parse_task_id,
+)
 from stirfried.settings import StirfriedSettings
 
 logger = logging.getLogger(__name__)
@@ -61,6 +73,8 @@ def http_routes(settings: StirfriedSettings) -> list[web.RouteDef]:
     routes = [
         web.post("/task", schedule_task),
         web.get("/task/{task_id}/events", task_events, allow_head=False),
+        web.get("/tasks", list_tasks, allow_head=False),
+        web.get("/tasks/mine", list_my_tasks, allow_head=False),
     ]
     if settings.enable_task_info:
         routes.append(web.get("/task/{task_id}", task_info, allow_head=False))
@@ -76,27 +90,50 @@ def json_response(body: Any, status: int = 200) -> web.Response:
 async def schedule_task(request: web.Request) -> web.Response:
     """``POST /task``: publish the task object in the body; 201 with the task id."""
     caller = request.app[CALLERS].of_request(request)
-    task_id = await request.app[SCHEDULER].schedule(
+    scheduled = await request.app[SCHEDULER].schedule(
         await _json_body(request),
         caller,
         default_room=request.app[CONFIG].stirfried.sentinel_room,
         api="http",
+        idempotency_key=request.headers.get("Idempotency-Key"),
     )
-    return json_response(replies.scheduled(task_id, request.app[ACCESS].issue_token(task_id)), status=201)
+    task_id = scheduled.task_id
+    response = json_response(replies.scheduled(task_id, request.app[ACCESS].issue_token(task_id)), status=201)
+    if scheduled.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
 
 
 async def task_info(request: web.Request) -> web.Response:
     """``GET /task/{task_id}``: ``{id, state, result}`` from the result backend."""
-    task_id = await _accessible_task(request, READ_COST)
-    state = await request.app[CELERY].task_state(task_id)
-    return json_response(replies.task_info(state, request.app[CONFIG].stirfried.error_info))
+    task_id = parse_task_id(request.match_info["task_id"])
+    caller = request.app[CALLERS].of_request(request)
+    return json_response(await request.app[OPERATIONS].info(caller, task_id, request.query.get("token")))
 
 
 async def revoke_task(request: web.Request) -> web.Response:
-    """``DELETE /task/{task_id}``: revoke; succeeds for unknown ids too."""
-    task_id = await _accessible_task(request, REVOKE_COST)
-    await request.app[CELERY].revoke(task_id)
-    return json_response(replies.succeeded(task_id))
+    """``DELETE /task/{task_id}[?terminate=true&signal=SIGKILL]``: revoke; succeeds for unknown ids too."""
+    terminate = parse_flag(request.query.get("terminate"), "'terminate'")
+    revoke = RevokeRequest(
+        parse_task_id(request.match_info["task_id"]),
+        request.query.get("token"),
+        terminate,
+        parse_signal(request.query.get("signal"), terminate),
+    )
+    await request.app[OPERATIONS].revoke(request.app[CALLERS].of_request(request), revoke)
+    return json_response(replies.succeeded(revoke.task_id))
+
+
+async def list_tasks(request: web.Request) -> web.Response:
+    """``GET /tasks``: the catalog, as far as the caller may schedule."""
+    caller = request.app[CALLERS].of_request(request)
+    return json_response(replies.succeeded(await request.app[OPERATIONS].available(caller)))
+
+
+async def list_my_tasks(request: web.Request) -> web.Response:
+    """``GET /tasks/mine?limit=20&cursor=...``: the caller's recent tasks (token holders)."""
+    page = parse_page(dict(request.query))
+    return json_response(await request.app[OPERATIONS].mine(request.app[CALLERS].of_request(request), page))
 
 
 async def task_events(request: web.Request) -> web.StreamResponse:
@@ -187,15 +224,6 @@ def _optional_caller(request: web.Request) -> Caller:
         return callers.of_request(request)
     address = callers.address_of(request)
     return Caller(ANONYMOUS, address, address)
-
-
-async def _accessible_task(request: web.Request, cost: float) -> str:
-    """The path's task id, if the caller may read and revoke it (and ``cost`` fits its budget)."""
-    task_id = parse_task_id(request.match_info["task_id"])
-    caller = request.app[CALLERS].of_request(request)
-    request.app[BUDGET].take(caller.rate_key, cost)
-    await request.app[ACCESS].check_task_access(caller.principal, task_id, request.query.get("token"))
-    return task_id
 
 
 @web.middleware

@@ -8,7 +8,8 @@ delay (the first item of a quiet moment leaves at once).
 
 An item still waiting when its caller gives up (timeout, disconnect) is taken
 out of the queue, so a publish the client was told failed is never sent
-later. Once its batch has left, the outcome is the broker's.
+later. Once its batch has left, the outcome is the broker's; a caller that needs
+it even after giving up (idempotent submits) passes a ``settled`` callback.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ T = TypeVar("T")
 
 Outcomes = list[BaseException | None]
 """What became of each item of a batch, in order: None (sent) or the error."""
+
+Settled = Callable[[bool], None]
+"""Called once with an item's final outcome: True (sent) or False (not sent)."""
 
 
 class Batcher(Generic[T]):
@@ -44,7 +48,7 @@ class Batcher(Generic[T]):
         self._send_batch = send_batch
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
-        self._waiting: list[tuple[T, asyncio.Future[None]]] = []
+        self._waiting: list[tuple[T, asyncio.Future[None], Settled | None]] = []
         self._in_flight = 0
         self._batches: set[asyncio.Task[Outcomes]] = set()
 
@@ -53,17 +57,21 @@ class Batcher(Generic[T]):
         """Items queued for a later batch."""
         return len(self._waiting)
 
-    async def send(self, item: T) -> None:
-        """Send ``item`` in the next batch; raise its error if it failed."""
+    async def send(self, item: T, settled: Settled | None = None) -> None:
+        """Send ``item`` in the next batch; raise its error if it failed. ``settled`` learns
+        the final outcome even if this call is cancelled first."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry = (item, future)
+        entry = (item, future, settled)
         self._waiting.append(entry)
         self._start_batches()
         try:
             await future
         except asyncio.CancelledError:
-            # Still queued: take it out (by identity; items may compare equal).
-            self._waiting = [waiting for waiting in self._waiting if waiting is not entry]
+            # Still queued: take it out (by identity; items may compare equal); never sent.
+            if any(waiting is entry for waiting in self._waiting):
+                self._waiting = [waiting for waiting in self._waiting if waiting is not entry]
+                if settled is not None:
+                    settled(False)
             raise
 
     async def drain(self) -> None:
@@ -76,15 +84,18 @@ class Batcher(Generic[T]):
             batch = self._waiting[: self._max_batch]
             del self._waiting[: len(batch)]
             self._in_flight += 1
-            sending = asyncio.create_task(self._send_batch([item for item, _ in batch]))  # noqa: RUF006 -- held in self._batches
+            sending = asyncio.create_task(self._send_batch([item for item, _, _ in batch]))  # noqa: RUF006 -- held in self._batches
             self._batches.add(sending)
             sending.add_done_callback(functools.partial(self._finished, batch))
 
-    def _finished(self, batch: list[tuple[T, asyncio.Future[None]]], task: asyncio.Task[Outcomes]) -> None:
+    def _finished(
+        self, batch: list[tuple[T, asyncio.Future[None], Settled | None]], task: asyncio.Task[Outcomes]
+    ) -> None:
         self._in_flight -= 1
         self._batches.discard(task)
         if task.cancelled():
-            for _, future in batch:
+            # The outcome is unknown: ``settled`` is not called (idempotency entries expire).
+            for _, future, _ in batch:
                 future.cancel()
             self._start_batches()
             return
@@ -93,7 +104,9 @@ class Batcher(Generic[T]):
             outcomes = [error] * len(batch)
         else:
             outcomes = task.result()
-        for (_, future), outcome in zip(batch, outcomes, strict=True):
+        for (_, future, settled), outcome in zip(batch, outcomes, strict=True):
+            if settled is not None:
+                settled(outcome is None)
             if future.done():
                 continue
             if outcome is None:

@@ -4,14 +4,21 @@
 (:mod:`task_request`), check what the gateway and the caller's token allow,
 spend the caller's rate budget (:mod:`limits`), plan the Celery messages
 (:func:`plan_publish`: where the events go, which keyword arguments the
-gateway injects, the order of a chain) and publish them (:mod:`celery_facade`).
+gateway injects, the order of a chain), claim its idempotency key
+(:mod:`idempotency`), record it (:mod:`task_records`) and publish it
+(:mod:`celery_facade`). A task no live worker announces (:mod:`task_catalog`) is
+refused before any of that.
 The planning functions are pure, so each rule is unit-testable.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime
+import functools
 import logging
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -19,11 +26,26 @@ from typing import Any, Protocol
 from stirfried import protocol
 from stirfried.server.caller import Caller, Principal
 from stirfried.server.celery_facade import CeleryFacade, PlannedTask, PublishPlan
-from stirfried.server.errors import CeleryUnavailable, InvalidRequest, RateLimited, Refusal, TaskNotAllowed
+from stirfried.server.errors import (
+    CeleryUnavailable,
+    InvalidRequest,
+    RateLimited,
+    Refusal,
+    TaskNotAllowed,
+    TaskNotServed,
+)
+from stirfried.server.idempotency import Claim, IdempotencyKeys, fingerprint
 from stirfried.server.limits import TASK_COST, RateLimiter
 from stirfried.server.metrics import GatewayMetrics
-from stirfried.server.task_access import TaskAccess
-from stirfried.server.task_request import TaskCall, TaskRequest, check_shape, parse_task_request
+from stirfried.server.task_catalog import TaskCatalog
+from stirfried.server.task_records import TaskRecords
+from stirfried.server.task_request import (
+    TaskCall,
+    TaskRequest,
+    check_shape,
+    parse_idempotency_key,
+    parse_task_request,
+)
 from stirfried.settings import StirfriedSettings
 
 logger = logging.getLogger(__name__)
@@ -40,6 +62,14 @@ class EventRoutes(Protocol):
     def publish_failed(self, plan: PublishPlan) -> None: ...
 
 
+@dataclasses.dataclass(frozen=True)
+class Scheduled:
+    """A scheduled task's id; ``replayed`` when an idempotency key returned an earlier one."""
+
+    task_id: str
+    replayed: bool = False
+
+
 class TaskScheduler:
     """Validate, plan and publish a task object; count and log the outcome."""
 
@@ -48,27 +78,39 @@ class TaskScheduler:
         celery: CeleryFacade,
         settings: StirfriedSettings,
         metrics: GatewayMetrics,
-        access: TaskAccess,
         budget: RateLimiter,
+        catalog: TaskCatalog,
+        records: TaskRecords,
+        idempotency: IdempotencyKeys,
         routes: EventRoutes | None = None,
     ) -> None:
         self._routes = routes
         self._celery = celery
         self._settings = settings
         self._metrics = metrics
-        self._access = access
         self._budget = budget
+        self._catalog = catalog
+        self._records = records
+        self._idempotency = idempotency
+        self._settling: set[asyncio.Task[None]] = set()
 
     async def schedule(
-        self, data: Any, caller: Caller, default_room: str, api: str, sid: str | None = None
-    ) -> str:
+        self,
+        data: Any,
+        caller: Caller,
+        default_room: str,
+        api: str,
+        sid: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Scheduled:
         """Publish the task object ``data`` for ``caller``; return the task id.
 
         Events go to ``default_room`` unless the request names another room the
         settings allow; ``sid`` is the scheduling Socket.IO client, whose gateway
-        receives the task's events from before it is published. Raises a Refusal:
-        bad input, a forbidden task, too many tasks, an expired token, or
-        CeleryUnavailable.
+        receives the task's events from before it is published. ``idempotency_key``
+        (the HTTP header) or the body's ``idempotency_key`` makes a repeat return the
+        first task. Raises a Refusal: bad input, a forbidden task or option, a task no
+        worker serves, too many tasks, an expired token, or CeleryUnavailable.
         """
         name = INVALID_TASK_NAME
         principal = caller.principal
@@ -76,6 +118,7 @@ class TaskScheduler:
             principal.check_current()
             task = parse_task_request(data)
             name = task.call.name
+            key = _idempotency_key(task, idempotency_key)
             if len(task.chain) > self._settings.max_chain:
                 raise InvalidRequest(
                     f"'chain' has {len(task.chain)} tasks; at most {self._settings.max_chain} are allowed"
@@ -84,20 +127,20 @@ class TaskScheduler:
                 check_shape(call.args, self._settings.max_nesting, "args")
                 check_shape(call.kwargs, self._settings.max_nesting, "kwargs")
             check_allowed(task, self._settings.available_tasks, caller.principal)
+            check_options(task, self._settings, caller.principal, time.time())
             self._budget.take(caller.rate_key, TASK_COST * len(task.calls()))
+            await self._check_served(task)
             plan = plan_publish(task, default_room, caller.headers, self._settings, principal.subject)
-            if self._routes is not None:
-                await self._routes.before_publish(plan, plan.main.kwargs[protocol.ROOM_KWARG], sid)
-            # Tagging (token holders only) never fails the request, so it overlaps the publish:
-            # nobody can follow the task before its id is returned, which is after both.
-            try:
-                _, task_id = await asyncio.gather(
-                    self._access.tag(plan.main.task_id, principal), self._celery.publish(plan)
+            claim = None
+            if key is not None:
+                claimed = await self._idempotency.claim(
+                    caller.rate_key, key, fingerprint(data), plan.main.task_id
                 )
-            except BaseException:
-                if self._routes is not None:
-                    self._routes.publish_failed(plan)
-                raise
+                if isinstance(claimed, str):
+                    logger.info("idempotent repeat of task %s id=%s client=%s", name, claimed, caller.label)
+                    return Scheduled(claimed, replayed=True)
+                claim = claimed
+            await self._publish(plan, caller, sid, claim)
         except Refusal as refusal:
             self._count_rejected(name, api, _reason(refusal))
             raise
@@ -105,15 +148,64 @@ class TaskScheduler:
         logger.info(
             "scheduled task %s id=%s api=%s client=%s subject=%s",
             name,
-            task_id,
+            plan.main.task_id,
             api,
             caller.label,
             principal.subject,
         )
-        return task_id
+        return Scheduled(plan.main.task_id)
+
+    async def _publish(self, plan: PublishPlan, caller: Caller, sid: str | None, claim: Claim | None) -> None:
+        settled = functools.partial(self._settle, claim) if claim is not None else None
+        publishing = False
+        try:
+            if self._routes is not None:
+                await self._routes.before_publish(plan, plan.main.kwargs[protocol.ROOM_KWARG], sid)
+            # The record never fails the request, so it overlaps the publish: nobody can
+            # read or follow the task before its id is returned, which is after both.
+            tasks = [(task.task_id, task.name) for task in (plan.main, *plan.followers)]
+            record = self._records.record(tasks, caller.principal.tags, caller.owner_tags)
+            publishing = True
+            await asyncio.gather(record, self._celery.publish(plan, settled))
+        except BaseException:
+            if self._routes is not None:
+                self._routes.publish_failed(plan)
+            if settled is not None and not publishing:
+                settled(False)
+            raise
+
+    def _settle(self, claim: Claim, sent: bool) -> None:
+        """The publish of an idempotent submit has its final outcome (maybe after the
+        client was answered 503): record it, so a retry returns the task or publishes it."""
+        settling = asyncio.get_running_loop().create_task(self._idempotency.settle(claim, sent))
+        self._settling.add(settling)
+        settling.add_done_callback(self._settling.discard)
+
+    async def _check_served(self, task: TaskRequest) -> None:
+        """Refuse a task no live worker announces (chained tasks too), or a queue none of
+        its workers consumes."""
+        if not self._settings.refuse_unserved_tasks:
+            return
+        for call in task.calls():
+            if call.name.startswith(CELERY_BUILT_IN_PREFIX):
+                continue  # every Celery worker runs them; check_allowed let through named ones only
+            served = await self._catalog.served(call.name)
+            if served is None:
+                raise TaskNotServed(f"no live worker serves task '{call.name}'")
+            queue = call.options.get("queue")
+            if queue is not None and queue not in served.queues:
+                raise TaskNotServed(f"no live worker serves task '{call.name}' on queue '{queue}'")
 
     def _count_rejected(self, name: str, api: str, reason: str) -> None:
         self._metrics.tasks_rejected.labels(self._metrics.task_name(name), api, reason).inc()
+
+
+def _idempotency_key(task: TaskRequest, header: str | None) -> str | None:
+    """The submission's idempotency key: the header's or the body's (they must agree)."""
+    header = parse_idempotency_key(header, "the Idempotency-Key header")
+    if header is not None and task.idempotency_key is not None and header != task.idempotency_key:
+        raise InvalidRequest("the Idempotency-Key header and the body's 'idempotency_key' differ")
+    return header or task.idempotency_key
 
 
 def _reason(refusal: Refusal) -> str:
@@ -122,9 +214,32 @@ def _reason(refusal: Refusal) -> str:
         return "rate_limited"
     if isinstance(refusal, TaskNotAllowed):
         return "forbidden"
+    if isinstance(refusal, TaskNotServed):
+        return "unserved"
     if isinstance(refusal, CeleryUnavailable):
         return "unavailable"
     return "invalid"
+
+
+def check_options(task: TaskRequest, settings: StirfriedSettings, principal: Principal, now: float) -> None:
+    """Raise TaskNotAllowed for an option the settings or the token do not allow, and
+    InvalidRequest for one out of bounds (a delay beyond ``stirfried_max_task_delay``)."""
+    limit = settings.max_task_delay
+    for call in task.calls():
+        for option, value in call.options.items():
+            if option not in settings.task_options:
+                raise TaskNotAllowed(
+                    f"option '{option}' is not available on this gateway (stirfried_task_options)"
+                )
+            if not principal.may_set(option):
+                raise TaskNotAllowed(f"the token does not allow option '{option}'")
+            if option == "queue" and value not in settings.task_queues:
+                raise TaskNotAllowed(f"queue '{value}' is not one of stirfried_task_queues")
+            seconds = value.timestamp() - now if isinstance(value, datetime.datetime) else value
+            if option in ("countdown", "eta", "expires") and seconds > limit:
+                raise InvalidRequest(
+                    f"'{option}' reaches more than {limit} seconds ahead (stirfried_max_task_delay)"
+                )
 
 
 def check_allowed(task: TaskRequest, available_tasks: tuple[str, ...], principal: Principal) -> None:
@@ -220,6 +335,7 @@ def plan_publish(
             task_id=str(uuid.uuid4()),
             # Clients could still fill them positionally; the worker refuses that.
             protected=protected_arguments(call.name, settings),
+            options=call.options,
         )
 
     return PublishPlan(

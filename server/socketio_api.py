@@ -1,4 +1,5 @@
-"""The Socket.IO API: ``send_task``, ``revoke_task``, ``task_info``, ``subscribe_task``, ``unsubscribe_task``.
+"""The Socket.IO API: ``send_task``, ``revoke_task``, ``task_info``, ``subscribe_task``,
+``unsubscribe_task``, ``list_tasks`` and ``list_my_tasks``.
 
 Handlers take ``*args`` because a client may emit any number of arguments;
 whatever arrives, the client gets a ``{"status": "failed", "data": ...}`` reply
@@ -17,15 +18,17 @@ import socketio
 
 from stirfried.server import replies
 from stirfried.server.caller import ANONYMOUS, Caller, Callers
-from stirfried.server.celery_facade import CeleryFacade
-from stirfried.server.errors import Refusal, socketio_reply
-from stirfried.server.limits import READ_COST, REVOKE_COST, ConnectionCounter, RateLimiter
+from stirfried.server.errors import InvalidRequest, Refusal, socketio_reply
+from stirfried.server.limits import READ_COST, ConnectionCounter, RateLimiter
 from stirfried.server.scheduling import TaskScheduler
 from stirfried.server.session_guard import drop_transport
 from stirfried.server.subscriptions import TaskSubscriptions
 from stirfried.server.task_access import TaskAccess
+from stirfried.server.task_operations import TaskOperations
 from stirfried.server.task_request import (
     check_size,
+    parse_page,
+    parse_revoke,
     parse_subscription,
     parse_task_id,
     parse_task_reference,
@@ -46,7 +49,7 @@ class SocketIOApi:
         self,
         sio: socketio.AsyncServer,
         scheduler: TaskScheduler,
-        celery: CeleryFacade,
+        operations: TaskOperations,
         subscriptions: TaskSubscriptions,
         callers: Callers,
         access: TaskAccess,
@@ -57,7 +60,7 @@ class SocketIOApi:
         self._budget = budget
         self._sio = sio
         self._scheduler = scheduler
-        self._celery = celery
+        self._operations = operations
         self._subscriptions = subscriptions
         self._callers = callers
         self._access = access
@@ -77,6 +80,8 @@ class SocketIOApi:
             self._sio.on("task_info", self.task_info)
         self._sio.on("subscribe_task", self.subscribe_task)
         self._sio.on("unsubscribe_task", self.unsubscribe_task)
+        self._sio.on("list_tasks", self.list_tasks)
+        self._sio.on("list_my_tasks", self.list_my_tasks)
         self._sio.on("*", self.unknown_event)
 
     async def connect(self, sid: str, environ: Any = None, auth: Any = None) -> Reply | None:
@@ -147,6 +152,14 @@ class SocketIOApi:
         """Stop following a task: none of its events reach this client any more."""
         return await self._answer(sid, "unsubscribe_task", self._unsubscribe_task, args)
 
+    async def list_tasks(self, sid: str, *args: Any) -> Reply:
+        """The tasks this client may schedule that live workers serve (the catalog)."""
+        return await self._answer(sid, "list_tasks", self._list_tasks, args, optional=True)
+
+    async def list_my_tasks(self, sid: str, *args: Any) -> Reply:
+        """This client's recent tasks, newest first: ``{limit, cursor}`` or nothing."""
+        return await self._answer(sid, "list_my_tasks", self._list_my_tasks, args, optional=True)
+
     async def unknown_event(self, *args: Any) -> Reply:
         """Any other event: ``(event, sid, *data)``, or ``(sid, *data)`` for an event named ``*``
         (python-socketio calls the catch-all handler directly for that name)."""
@@ -157,10 +170,17 @@ class SocketIOApi:
 
     async def _send_task(self, sid: str, data: Any) -> Reply:
         check_size(data, self._settings.max_request_bytes, "task object")
-        task_id = await self._scheduler.schedule(
+        scheduled = await self._scheduler.schedule(
             data, await self._caller(sid), default_room=sid, api="socketio", sid=sid
         )
-        return replies.scheduled(task_id, self._access.issue_token(task_id))
+        task_id = scheduled.task_id
+        reply = replies.scheduled(task_id, self._access.issue_token(task_id))
+        if scheduled.replayed:
+            # A retry (perhaps after a reconnect): this client follows the first task from its start.
+            self._subscriptions.intend(sid, task_id)
+            await self._subscriptions.subscribe(sid, task_id, 0, None)
+            reply["replayed"] = True
+        return reply
 
     async def _subscribe_task(self, sid: str, data: Any) -> Reply:
         request = parse_subscription(data)
@@ -177,32 +197,39 @@ class SocketIOApi:
         return replies.succeeded(task_id)
 
     async def _revoke_task(self, sid: str, data: Any) -> Reply:
-        task_id = await self._accessible_task(sid, data, REVOKE_COST)
-        await self._celery.revoke(task_id)
-        return replies.succeeded(task_id)
+        request = parse_revoke(data)
+        await self._operations.revoke(await self._caller(sid), request)
+        return replies.succeeded(request.task_id)
 
     async def _task_info(self, sid: str, data: Any) -> Reply:
-        state = await self._celery.task_state(await self._accessible_task(sid, data, READ_COST))
-        return replies.task_info(state, self._settings.error_info)
-
-    async def _accessible_task(self, sid: str, data: Any, cost: float) -> str:
-        """The task id of ``task_id`` or ``{task_id, token}``, if this client may act on it
-        (and ``cost`` fits its budget)."""
         task_id, token = parse_task_reference(data)
-        caller = await self._caller(sid)
-        self._budget.take(caller.rate_key, cost)
-        await self._access.check_task_access(caller.principal, task_id, token)
-        return task_id
+        return await self._operations.info(await self._caller(sid), task_id, token)
+
+    async def _list_tasks(self, sid: str, data: Any) -> Reply:
+        if data is not None and data != {}:
+            raise InvalidRequest("list_tasks takes no argument (or {})")
+        return replies.succeeded(await self._operations.available(await self._caller(sid)))
+
+    async def _list_my_tasks(self, sid: str, data: Any) -> Reply:
+        return await self._operations.mine(await self._caller(sid), parse_page(data))
 
     async def _caller(self, sid: str) -> Caller:
         session = await self._sio.get_session(sid)
         return session if isinstance(session, Caller) else UNKNOWN_CALLER
 
     async def _answer(
-        self, sid: str, event: str, handler: Callable[[str, Any], Awaitable[Reply]], args: tuple[Any, ...]
+        self,
+        sid: str,
+        event: str,
+        handler: Callable[[str, Any], Awaitable[Reply]],
+        args: tuple[Any, ...],
+        optional: bool = False,
     ) -> Reply:
+        if optional and not args:
+            args = (None,)
         if len(args) != 1:
-            return replies.failed(f"{event} takes exactly one argument, got {len(args)}")
+            wanted = "at most one argument" if optional else "exactly one argument"
+            return replies.failed(f"{event} takes {wanted}, got {len(args)}")
         try:
             return await handler(sid, args[0])
         except Refusal as refusal:

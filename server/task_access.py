@@ -12,7 +12,8 @@ URLs and other clients' rooms), the gateway hands the token out with the id,
 and any gateway with the same secret can check it without storing anything.
 
 Tags live in Redis next to the task's event log (:func:`stirfried.protocol.tags_key`,
-kept as long as the log), written when a token holder schedules the task.
+kept as long as the log), written by :mod:`task_records` when a token holder
+schedules the task.
 """
 
 from __future__ import annotations
@@ -75,30 +76,14 @@ class TaskAccess:
         authenticator: Authenticator,
         tokens: SubscriptionTokens,
         client: redis.asyncio.Redis | None,
-        tags_ttl: int,
     ) -> None:
         self._authenticator = authenticator
         self._tokens = tokens
         self._redis = client
-        self._ttl = tags_ttl
 
     def issue_token(self, task_id: str) -> str:
         """The subscription token handed out with a newly scheduled task's id."""
         return self._tokens.issue(task_id)
-
-    async def tag(self, task_id: str, principal: Principal) -> None:
-        """Record the tags of a task a token holder schedules. Best effort: without Redis
-        the task still runs; only following it by tag will not work."""
-        if self._redis is None or not principal.tags:
-            return
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.sadd(protocol.tags_key(task_id), *sorted(principal.tags))
-                pipe.expire(protocol.tags_key(task_id), self._ttl)
-                await pipe.execute()
-        except (redis.RedisError, OSError) as error:
-            # Loud: holders of its follow_tags will be refused this task (the publish went ahead).
-            logger.error("could not tag task %s (follow_tags will not open it): %s", task_id, error)
 
     async def check_follow(self, principal: Principal, task_id: str, token: Any) -> None:
         principal.check_current()

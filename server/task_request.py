@@ -7,7 +7,9 @@ trusts a :class:`TaskRequest`.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -20,7 +22,13 @@ MAX_ROOM_LENGTH = 255
 MAX_TASK_ID_LENGTH = 255
 # Celery's own ids are UUIDs; this keeps ids safe in URLs, logs and Redis keys.
 TASK_ID = re.compile(r"[!-~]+")
-TASK_FIELDS = ("task_name", "args", "kwargs", "room", "chain")
+MAX_QUEUE_LENGTH = 255
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+# Celery's task priorities that every broker transport honours (Redis: 0-9; RabbitMQ takes more).
+MAX_PRIORITY = 9
+OPTION_FIELDS = ("countdown", "eta", "expires", "priority", "queue")
+CALL_FIELDS = ("task_name", "args", "kwargs", *OPTION_FIELDS)
+TASK_FIELDS = (*CALL_FIELDS, "room", "chain", "idempotency_key")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +38,9 @@ class TaskCall:
     name: str
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """Celery options the client set: ``countdown``, ``expires`` (seconds), ``eta``,
+    ``expires`` (aware datetimes), ``priority``, ``queue``; checked against the settings later."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +50,7 @@ class TaskRequest:
     call: TaskCall
     room: str | None = None
     chain: tuple[TaskCall, ...] = ()
+    idempotency_key: str | None = None
 
     def calls(self) -> tuple[TaskCall, ...]:
         """The main task followed by every chained task."""
@@ -52,7 +64,7 @@ def parse_task_request(data: Any) -> TaskRequest:
     if not isinstance(chain_data, list):
         raise InvalidRequest("'chain' must be an array of task objects")
     chain = tuple(
-        _task_call(_task_object(item, f"chain[{index}]", TASK_FIELDS[:3]), f"chain[{index}].")
+        _task_call(_task_object(item, f"chain[{index}]", CALL_FIELDS), f"chain[{index}].")
         for index, item in enumerate(chain_data)
     )
     room = fields.get("room")
@@ -60,7 +72,27 @@ def parse_task_request(data: Any) -> TaskRequest:
         raise InvalidRequest(f"'room' must be a non-empty string of at most {MAX_ROOM_LENGTH} characters")
     if room is not None and room.startswith(protocol.RESERVED_PREFIX):
         raise InvalidRequest(f"rooms starting with {protocol.RESERVED_PREFIX!r} are reserved for Stirfried")
-    return TaskRequest(call=_task_call(fields, ""), room=room, chain=chain)
+    return TaskRequest(
+        call=_task_call(fields, ""),
+        room=room,
+        chain=chain,
+        idempotency_key=parse_idempotency_key(fields.get("idempotency_key"), "'idempotency_key'"),
+    )
+
+
+def parse_idempotency_key(value: Any, what: str) -> str | None:
+    """An idempotency key: 1 to 255 visible ASCII characters, or absent."""
+    if value is None:
+        return None
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= MAX_IDEMPOTENCY_KEY_LENGTH
+        or not TASK_ID.fullmatch(value)
+    ):
+        raise InvalidRequest(
+            f"{what} must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} visible ASCII characters (no spaces)"
+        )
+    return value
 
 
 def parse_task_id(value: Any) -> str:
@@ -97,7 +129,43 @@ def _task_call(fields: Mapping[str, Any], prefix: str) -> TaskCall:
     kwargs = fields.get("kwargs", {})
     if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
         raise InvalidRequest(f"'{prefix}kwargs' must be an object")
-    return TaskCall(name=name, args=tuple(args), kwargs=dict(kwargs))
+    options = {key: _option(key, fields[key], prefix) for key in OPTION_FIELDS if fields.get(key) is not None}
+    if "countdown" in options and "eta" in options:
+        raise InvalidRequest(f"'{prefix}countdown' and '{prefix}eta' cannot both be set")
+    return TaskCall(name=name, args=tuple(args), kwargs=dict(kwargs), options=options)
+
+
+def _option(key: str, value: Any, prefix: str) -> Any:
+    """One scheduling option, type-checked (its bounds depend on the settings: scheduling.py)."""
+    name = f"'{prefix}{key}'"
+    if key == "countdown" or (key == "expires" and not isinstance(value, str)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise InvalidRequest(
+                f"{name} must be a number of seconds" + (" or an ISO 8601 time" if key == "expires" else "")
+            )
+        if value < 0 or (key == "expires" and value == 0):
+            raise InvalidRequest(f"{name} must be " + ("> 0" if key == "expires" else ">= 0"))
+        return float(value)
+    if key in ("eta", "expires"):
+        return parse_time(value, name)
+    if key == "priority":
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_PRIORITY:
+            raise InvalidRequest(f"{name} must be an integer from 0 to {MAX_PRIORITY}")
+        return value
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_QUEUE_LENGTH:
+        raise InvalidRequest(f"{name} must be a queue name")
+    return value
+
+
+def parse_time(value: Any, what: str) -> datetime.datetime:
+    """An ISO 8601 time with its offset (none: UTC), as an aware datetime."""
+    if not isinstance(value, str) or len(value) > 64:
+        raise InvalidRequest(f"{what} must be an ISO 8601 time, e.g. 2026-01-31T12:00:00Z")
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+    except ValueError as error:
+        raise InvalidRequest(f"{what} must be an ISO 8601 time, e.g. 2026-01-31T12:00:00Z") from error
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=datetime.UTC)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,6 +221,91 @@ def parse_task_reference(data: Any) -> tuple[str, str | None]:
     if token is not None and not isinstance(token, str):
         raise InvalidRequest("'token' must be a string")
     return parse_task_id(data.get("task_id")), token
+
+
+# Signals a client may ask a terminated task's process to get (Celery's names).
+TERMINATE_SIGNALS = ("SIGTERM", "SIGKILL", "SIGINT", "SIGQUIT", "SIGUSR1")
+
+
+@dataclasses.dataclass(frozen=True)
+class RevokeRequest:
+    """``revoke_task``'s ``{task_id, token, terminate, signal}`` (or a bare task id)."""
+
+    task_id: str
+    token: str | None = None
+    terminate: bool = False
+    signal: str | None = None
+
+
+def parse_revoke(data: Any) -> RevokeRequest:
+    """Validate a ``revoke_task`` request."""
+    if not isinstance(data, Mapping):
+        return RevokeRequest(parse_task_id(data))
+    for key in data:
+        if key not in ("task_id", "token", "terminate", "signal"):
+            raise InvalidRequest(f"unknown field {key!r} (allowed: task_id, token, terminate, signal)")
+    task_id, token = parse_task_reference({key: data[key] for key in ("task_id", "token") if key in data})
+    terminate = data.get("terminate", False)
+    if not isinstance(terminate, bool):
+        raise InvalidRequest("'terminate' must be true or false")
+    return RevokeRequest(task_id, token, terminate, parse_signal(data.get("signal"), terminate))
+
+
+def parse_signal(value: Any, terminate: bool) -> str | None:
+    """The signal of a terminate: one of :data:`TERMINATE_SIGNALS` (default: Celery's SIGTERM)."""
+    if value is None:
+        return None
+    if not terminate:
+        raise InvalidRequest("'signal' goes with 'terminate': true")
+    if value not in TERMINATE_SIGNALS:
+        raise InvalidRequest(f"'signal' must be one of {', '.join(TERMINATE_SIGNALS)}")
+    return str(value)
+
+
+def parse_flag(value: str | None, what: str) -> bool:
+    """A query flag: ``true``/``1`` or ``false``/``0`` (absent: false)."""
+    if value is None or value in ("false", "0"):
+        return False
+    if value in ("true", "1"):
+        return True
+    raise InvalidRequest(f"{what} must be true or false")
+
+
+MAX_PAGE = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class PageRequest:
+    """``{limit, cursor}`` of a listing."""
+
+    limit: int = 20
+    cursor: float | None = None
+
+
+def parse_page(data: Any) -> PageRequest:
+    """``{limit, cursor}`` (or nothing); ``limit`` 1 to 100, ``cursor`` from a previous page."""
+    if data is None:
+        return PageRequest()
+    if not isinstance(data, Mapping):
+        raise InvalidRequest("the request must be an object {limit, cursor}")
+    for key in data:
+        if key not in ("limit", "cursor"):
+            raise InvalidRequest(f"unknown field {key!r} (allowed: limit, cursor)")
+    limit = data.get("limit", 20)
+    if isinstance(limit, str) and limit.isascii() and limit.isdigit() and len(limit) < 4:
+        limit = int(limit)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise InvalidRequest(f"'limit' must be an integer from 1 to {MAX_PAGE}")
+    cursor = data.get("cursor")
+    if cursor is None:
+        return PageRequest(limit)
+    try:
+        position = float(cursor) if isinstance(cursor, str) and len(cursor) < 32 else math.nan
+    except ValueError:
+        position = math.nan
+    if not math.isfinite(position):
+        raise InvalidRequest("'cursor' must be the 'next' of a previous page")
+    return PageRequest(limit, position)
 
 
 def parse_subscription(data: Any) -> SubscriptionRequest:

@@ -35,16 +35,21 @@ def _start(*arguments: str, cwd: Path = services.REPOSITORY) -> subprocess.Popen
     )
 
 
-async def _wait_until_serving(url: str, process: subprocess.Popen[str]) -> None:
+async def _wait_until_serving(url: str, process: subprocess.Popen[str], task: str = "add") -> None:
+    """Until the gateway is ready and a worker announced ``task`` (the catalog lists it):
+    before that, the gateway refuses it, as no worker would run it."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         assert process.poll() is None, process.stdout.read() if process.stdout else ""
         try:
-            await asyncio.to_thread(services.http_get, url_of(url, "/task/probe"))
-            return
+            await asyncio.to_thread(services.http_get, url_of(url, "/readyz"))
+            catalog = await asyncio.to_thread(services.http_get, url_of(url, "/tasks"))
+            if f'"name": "{task}"'.encode() in catalog:
+                return
         except OSError:
-            await asyncio.sleep(0.2)
-    raise AssertionError("the gateway did not start serving")
+            pass
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"the gateway did not start serving, or no worker announced {task!r}")
 
 
 async def _stop(process: subprocess.Popen[str], signal_number: int, group: bool = False) -> str:

@@ -292,7 +292,7 @@ def test_check_config_masks_secrets_at_any_depth(tmp_path):
 
     config_path = tmp_path / "gateway.yaml"
     config_path.write_text(
-        "stirfried: {anonymous: true}\n"
+        "stirfried: {anonymous: true, refuse_unserved_tasks: false}\n"
         "broker_transport_options:\n  sentinel_kwargs: {password: hunter2}\n  global_keyprefix: x\n"
         "result_backend_transport_options: {retry_policy: {max_retries: 1}, Auth_Token: sesame}\n"
     )

@@ -19,10 +19,14 @@ async def test_post_task_answers_201_with_the_task_id_and_the_task_runs(gateway,
     assert info == {"id": body["data"], "state": "SUCCESS", "result": 42}
 
 
-async def test_get_task_of_an_unknown_id_is_pending(gateway, http, unique):
+async def test_get_task_of_an_id_never_issued_is_not_found(gateway, http, unique):
+    """Celery says PENDING for any id; the gateway knows which ones it issued (a difference
+    from Stirfried 0.7.0)."""
     async with http.get(url_of(gateway, f"/task/no-such-task-{unique}")) as response:
-        assert response.status == 200
-        assert await response.json() == {"id": f"no-such-task-{unique}", "state": "PENDING", "result": None}
+        assert response.status == 404
+        body = await response.json()
+    assert body["status"] == "failed"
+    assert f"no task with id 'no-such-task-{unique}'" in body["data"]
 
 
 async def test_get_failed_task_hides_the_error_without_error_info(gateway, http):

@@ -147,7 +147,21 @@ async def test_follow_waits_for_a_task_scheduled_over_http(gateway, client, http
         await client.follow(body["data"], "not-the-token")
 
 
-async def test_a_task_name_no_worker_runs_fails_at_once_naming_not_registered(client):
+async def test_a_task_name_no_worker_serves_is_refused_at_once(client):
+    with pytest.raises(RequestFailed, match=r"no live worker serves task 'tasks\.no_such_task'"):
+        await client.run("tasks.no_such_task", timeout=14)
+
+
+@pytest.fixture
+async def unserved_client(start_gateway):
+    """A client of a gateway that lets unserved names through (workers that cannot announce)."""
+    gateway = await start_gateway(stirfried_refuse_unserved_tasks=False)
+    async with StirfriedClient(str(gateway.make_url("/")), timeout=15) as client:
+        yield client
+
+
+async def test_without_the_catalog_an_unknown_name_fails_at_once_naming_not_registered(unserved_client):
+    client = unserved_client
     started = asyncio.get_running_loop().time()
 
     with pytest.raises(TaskFailed) as caught:
@@ -161,14 +175,16 @@ async def test_a_task_name_no_worker_runs_fails_at_once_naming_not_registered(cl
     assert "NotRegistered" in str(caught.value)
 
 
-async def test_follow_names_the_task_of_an_unknown_name(gateway, client, http):
+async def test_follow_names_the_task_of_an_unknown_name(start_gateway, http):
     from tests.helpers import post_task
 
+    gateway = await start_gateway(stirfried_refuse_unserved_tasks=False)
     status, body = await post_task(http, gateway, {"task_name": "tasks.missing"})
     assert status == 201
 
-    with pytest.raises(TaskFailed, match=r"task tasks\.missing \(") as caught:
-        await client.follow(body["data"], body["token"], timeout=14)
+    async with StirfriedClient(str(gateway.make_url("/")), timeout=15) as client:
+        with pytest.raises(TaskFailed, match=r"task tasks\.missing \(") as caught:
+            await client.follow(body["data"], body["token"], timeout=14)
 
     assert caught.value.task_name == "tasks.missing"
 

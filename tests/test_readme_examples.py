@@ -42,7 +42,7 @@ def run_command_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         deadline = time.monotonic() + 60
         while True:
             try:
-                with urllib.request.urlopen(url + "/task/probe", timeout=2):
+                with urllib.request.urlopen(url + "/readyz", timeout=2):
                     break
             except OSError:
                 assert process.poll() is None and time.monotonic() < deadline, "run command did not start"

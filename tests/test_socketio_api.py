@@ -13,15 +13,16 @@ async def test_task_info_reports_success_with_result(gateway, connect):
     assert await client.call("task_info", task_id) == {"id": task_id, "state": "SUCCESS", "result": 9}
 
 
-async def test_task_info_reports_failure_and_pending(gateway, connect, unique):
+async def test_task_info_reports_failure_and_unknown_ids(gateway, connect, unique):
     client = await connect(gateway)
     task_id = await client.send_task({"task_name": "fail", "args": ["nope"]})
     await client.wait_for_event(protocol.ON_RETURN, task_id)
 
     assert await client.call("task_info", task_id) == {"id": task_id, "state": "FAILURE", "result": None}
     assert await client.call("task_info", f"unknown-id-{unique}") == {
-        "id": f"unknown-id-{unique}", "state": "PENDING", "result": None,
-    }  # fmt: skip
+        "status": "failed",
+        "data": f"no task with id 'unknown-id-{unique}' (never issued, or its record has expired)",
+    }
 
 
 async def test_revoke_task_acknowledges_even_unknown_ids(gateway, connect, unique):

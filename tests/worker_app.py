@@ -6,6 +6,7 @@ import os
 import time
 from typing import Any
 
+import redis
 from celery import Celery
 
 from stirfried.celery import StirfriedTask, configure_from_file
@@ -88,3 +89,22 @@ def slow_progress(self: StirfriedTask, steps: int, delay: float, room: str | Non
 def send_email(address: str, user: str | None = None, room: str | None = None) -> dict[str, Any]:
     """A task with a header-mapped argument (``user``) that could be filled positionally."""
     return {"address": address, "user": user}
+
+
+@app.task(name="count_run")
+def count_run(key: str, room: str | None = None) -> int:
+    """Counts its runs in Redis under ``key`` (a submit retried with one idempotency key runs once)."""
+    with redis.Redis.from_url(app.conf.stirfried_redis_url) as client:
+        return int(client.incr(f"stirfried-tests:runs:{key}"))
+
+
+@app.task(bind=True, name="report_request")
+def report_request(self: StirfriedTask, room: str | None = None) -> dict[str, Any]:
+    """The Celery options the task arrived with (its queue, priority, eta, expiry)."""
+    request = self.request
+    return {
+        "queue": (request.delivery_info or {}).get("routing_key"),
+        "priority": (request.delivery_info or {}).get("priority"),
+        "eta": request.eta,
+        "expires": request.expires,
+    }

@@ -22,7 +22,6 @@ which keeps them unit-testable.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import logging
 import os
@@ -35,8 +34,8 @@ from celery import signals, states
 
 from stirfried import protocol
 from stirfried.config import config_path_from_environment, load_config
-from stirfried.emitter import TaskEventEmitter
-from stirfried.settings import ConfigError, StirfriedSettings, settings_from_prefixed
+from stirfried.runtime import WorkerRuntime, emit_with, runtime_for, start_announcing, stop_announcing
+from stirfried.settings import ConfigError
 
 __all__ = ["ConfigError", "StirfriedTask", "configure_from_file"]
 
@@ -55,37 +54,6 @@ def configure_from_file(app: celery.Celery[Any], path: str | os.PathLike[str] | 
     if not path:
         raise ConfigError("no configuration file: pass a path or set STIRFRIED_CONFIG")
     app.conf.update(load_config(path).as_flat())
-
-
-@dataclasses.dataclass(frozen=True)
-class _WorkerRuntime:
-    """What a worker process needs to emit: its settings and its one Redis emitter."""
-
-    pid: int
-    settings: StirfriedSettings
-    emitter: TaskEventEmitter | None
-
-
-def _runtime_for(app: celery.Celery[Any]) -> _WorkerRuntime:
-    # Kept on the Celery app (not in a module global), and rebuilt after a fork
-    # so prefork children never share their parent's Redis socket.
-    runtime: _WorkerRuntime | None = getattr(app, "_stirfried_runtime", None)
-    if runtime is None or runtime.pid != os.getpid():
-        settings = settings_from_prefixed(dict(app.conf.items()))
-        emitter = (
-            TaskEventEmitter(
-                settings.redis_url,
-                log_max_length=settings.event_log_max_length,
-                log_ttl=settings.event_log_ttl,
-                log_enabled=settings.event_log,
-                cluster=settings.redis_cluster,
-            )
-            if settings.redis_url
-            else None
-        )
-        runtime = _WorkerRuntime(os.getpid(), settings, emitter)
-        app._stirfried_runtime = runtime  # type: ignore[attr-defined]
-    return runtime
 
 
 class StirfriedTask(celery.Task[Any, Any]):
@@ -131,7 +99,11 @@ class StirfriedTask(celery.Task[Any, Any]):
 
     def on_retry(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         self._emit(
-            protocol.ON_RETRY, protocol.problem(task_id, self.name, self._einfo(einfo)), task_id, kwargs
+            protocol.ON_RETRY,
+            protocol.problem(task_id, self.name, self._einfo(einfo)),
+            task_id,
+            kwargs,
+            state=states.RETRY,
         )
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
@@ -151,7 +123,7 @@ class StirfriedTask(celery.Task[Any, Any]):
             payload = protocol.returned(task_id, self.name, status, self._error_text(retval))
         else:
             return
-        self._emit(protocol.ON_RETURN, payload, task_id, kwargs)
+        self._emit(protocol.ON_RETURN, payload, task_id, kwargs, state=status, final=True)
 
     def report_lost(self, task_id: str, kwargs: Any, einfo: Any, exc: BaseException) -> None:
         """The pool process running the task died (SIGKILL, out of memory) and the task
@@ -167,6 +139,8 @@ class StirfriedTask(celery.Task[Any, Any]):
             protocol.returned(task_id, self.name, states.FAILURE, self._error_text(exc)),
             task_id,
             kwargs,
+            state=states.FAILURE,
+            final=True,
         )
 
     def emit_lifecycle(self, event: str, task_id: str, kwargs: Any, **details: Any) -> None:
@@ -175,21 +149,45 @@ class StirfriedTask(celery.Task[Any, Any]):
         if runtime is not None and runtime.settings.celery_events:
             self._emit(event, protocol.lifecycle(task_id, self.name, **details), task_id, kwargs)
 
-    def _emit(
-        self, event: str, payload: dict[str, Any], task_id: Any, kwargs: Mapping[str, Any] | None
-    ) -> None:
-        _emit_with(self._runtime(), event, payload, task_id, kwargs)
+    def report_revoked(self, task_id: str, kwargs: Any, terminated: bool, expired: bool) -> None:
+        """The task was revoked (before it ran, or terminated while running): its final event,
+        whatever ``stirfried_celery_events`` says, so its followers stop waiting."""
+        self._emit(
+            protocol.ON_REVOKED,
+            protocol.lifecycle(task_id, self.name, terminated=terminated, expired=expired),
+            task_id,
+            kwargs,
+            state=states.REVOKED,
+            final=True,
+        )
 
-    def _runtime(self) -> _WorkerRuntime | None:
+    def record_started(self, task_id: Any) -> None:
+        """Note the start in the task's record (for "my tasks"); ``on_started`` too if configured."""
+        runtime = self._runtime()
+        if runtime is not None and runtime.emitter is not None and isinstance(task_id, str):
+            runtime.emitter.record_started(task_id)
+
+    def _emit(
+        self,
+        event: str,
+        payload: dict[str, Any],
+        task_id: Any,
+        kwargs: Mapping[str, Any] | None,
+        state: str | None = None,
+        final: bool = False,
+    ) -> None:
+        emit_with(self._runtime(), event, payload, task_id, kwargs, state, final)
+
+    def _runtime(self) -> WorkerRuntime | None:
         try:
-            return _runtime_for(self.app)
+            return runtime_for(self.app)
         except ConfigError:
             logger.exception("Stirfried settings in the Celery configuration are invalid")
             return None
 
     def _error_info_on(self) -> bool:
         try:
-            return _runtime_for(self.app).settings.error_info
+            return runtime_for(self.app).settings.error_info
         except ConfigError:
             return False
 
@@ -198,21 +196,6 @@ class StirfriedTask(celery.Task[Any, Any]):
 
     def _error_text(self, exc: Any) -> str | None:
         return protocol.describe_error(exc) if self._error_info_on() else None
-
-
-def _emit_with(
-    runtime: _WorkerRuntime | None,
-    event: str,
-    payload: dict[str, Any],
-    task_id: Any,
-    kwargs: Mapping[str, Any] | None,
-) -> None:
-    if runtime is None or runtime.emitter is None or not isinstance(task_id, str):
-        return
-    room = kwargs.get(protocol.ROOM_KWARG) if isinstance(kwargs, Mapping) else None
-    if not isinstance(room, str) or not room or room == runtime.settings.sentinel_room:
-        room = None
-    runtime.emitter.emit(event, payload, task_id, room)
 
 
 class ProtectedArgument(TypeError):
@@ -250,6 +233,8 @@ def _on_task_received(sender: Any = None, request: Any = None, **_: Any) -> None
 def _on_task_prerun(sender: Any = None, task_id: Any = None, kwargs: Any = None, **_: Any) -> None:
     if isinstance(sender, StirfriedTask):
         sender.emit_lifecycle(protocol.ON_STARTED, task_id, kwargs)
+        if not (sender.request.called_directly or sender.request.is_eager):
+            sender.record_started(task_id)
 
 
 @signals.task_failure.connect
@@ -275,14 +260,8 @@ def _on_task_failure(
 def _on_task_revoked(
     sender: Any = None, request: Any = None, terminated: Any = False, expired: Any = False, **_: Any
 ) -> None:
-    if isinstance(sender, StirfriedTask) and request is not None:
-        sender.emit_lifecycle(
-            protocol.ON_REVOKED,
-            request.id,
-            getattr(request, "kwargs", None),
-            terminated=bool(terminated),
-            expired=bool(expired),
-        )
+    if isinstance(sender, StirfriedTask) and request is not None and isinstance(request.id, str):
+        sender.report_revoked(request.id, getattr(request, "kwargs", None), bool(terminated), bool(expired))
 
 
 @signals.task_unknown.connect
@@ -297,7 +276,7 @@ def _on_task_unknown(
     if app is None or not isinstance(id, str):
         return
     try:
-        runtime = _runtime_for(app)
+        runtime = runtime_for(app)
     except ConfigError:
         logger.exception("Stirfried settings in the Celery configuration are invalid")
         return
@@ -305,8 +284,8 @@ def _on_task_unknown(
     kwargs = _message_kwargs(message)
     worker = getattr(sender, "hostname", "?")
     error = f"NotRegistered: {task_name!r} (no task of that name on worker {worker})"
-    _emit_with(runtime, protocol.ON_FAILURE, protocol.problem(id, task_name, None), id, kwargs)
-    _emit_with(
+    emit_with(runtime, protocol.ON_FAILURE, protocol.problem(id, task_name, None), id, kwargs)
+    emit_with(
         runtime, protocol.ON_RETURN, protocol.returned(id, task_name, states.FAILURE, error), id, kwargs
     )
 
@@ -320,3 +299,27 @@ def _message_kwargs(message: Any) -> Mapping[str, Any] | None:
     if isinstance(body, (list, tuple)) and len(body) >= 2 and isinstance(body[1], Mapping):
         return body[1]
     return None
+
+
+@signals.worker_ready.connect
+def _on_worker_ready(sender: Any = None, **_: Any) -> None:
+    """Announce the worker's tasks to the catalog (``GET /tasks``), from its main process."""
+    app = getattr(sender, "app", None)
+    if app is None:
+        return
+    try:
+        queues = [queue.name for queue in sender.task_consumer.queues]
+    except AttributeError:
+        queues = []
+    pool = type(getattr(sender, "pool", None)).__module__.rsplit(".", 1)[-1]
+    try:
+        start_announcing(app, str(getattr(sender, "hostname", "") or os.getpid()), queues, pool)
+    except ConfigError:
+        logger.exception("Stirfried settings in the Celery configuration are invalid")
+
+
+@signals.worker_shutdown.connect
+def _on_worker_shutdown(sender: Any = None, **_: Any) -> None:
+    app = getattr(sender, "app", None)
+    if app is not None:
+        stop_announcing(app)

@@ -10,7 +10,11 @@ Each event goes out through one Lua script on the Stirfried Redis server that
    ``SPUBLISH`` (sharded pub/sub): the counter, the log and the channel share the
    task's hash tag, so the script touches one slot.
 
-Doing all three in one script makes the order in the log, the order of the
+With a ``state`` (the task retried, ended or was revoked) the same script writes it,
+and the time a final one was reached, to the task's record
+(:func:`stirfried.protocol.task_record_key`), which "my tasks" lists read.
+
+Doing all of it in one script makes the order in the log, the order of the
 ``event_id``\\ s and the order of publication the same, even when a retried task
 runs on another worker, and costs one round trip per event.
 """
@@ -29,9 +33,10 @@ from stirfried import protocol
 
 logger = logging.getLogger(__name__)
 
-# KEYS: sequence counter, event stream, the task's channel (a key of the same slot), epoch.
-# ARGV: publish command, message head, payload without its "{", message tail, event
-# name, attachments (JSON list, "" when none), log length (0: no log), ttl, a new epoch.
+# KEYS: sequence counter, event stream, the task's channel (a key of the same slot), epoch,
+# record. ARGV: publish command, message head, payload without its "{", message tail, event
+# name, attachments (JSON list, "" when none), log length (0: no log), ttl, a new epoch,
+# the task's new state ("" for none), "finished" when that state is final (else ""), now.
 # A counter that starts at 1 starts a new log, under the new epoch.
 EMIT_SCRIPT = """
 local id = string.format('%d', redis.call('INCR', KEYS[1]))
@@ -52,6 +57,11 @@ if tonumber(ARGV[7]) > 0 then
   redis.call('EXPIRE', KEYS[2], ARGV[8])
 end
 redis.call(ARGV[1], KEYS[3], ARGV[2] .. payload .. ARGV[4])
+if ARGV[10] ~= '' then
+  redis.call('HSET', KEYS[5], 'state', ARGV[10])
+  if ARGV[11] ~= '' then redis.call('HSET', KEYS[5], ARGV[11], ARGV[12]) end
+  redis.call('EXPIRE', KEYS[5], ARGV[8])
+end
 return tonumber(id)
 """
 
@@ -80,27 +90,55 @@ class TaskEventEmitter:
         self._log_length = log_max_length if log_enabled else 0
         self._ttl = log_ttl
 
-    def emit(self, event: str, payload: dict[str, Any], task_id: str, room: str | None) -> int | None:
+    def emit(
+        self,
+        event: str,
+        payload: dict[str, Any],
+        task_id: str,
+        room: str | None,
+        state: str | None = None,
+        final: bool = False,
+    ) -> int | None:
         """Send ``event`` to the task's followers (and ``room``); return its ``event_id``
-        (None if Redis failed)."""
+        (None if Redis failed). ``state``: the task's new state, for its record; ``final``:
+        the task ends with it."""
         try:
-            encoded = protocol.encode_task_message(event, {protocol.TIMESTAMP: time.time(), **payload}, room)
+            now = time.time()
+            encoded = protocol.encode_task_message(event, {protocol.TIMESTAMP: now, **payload}, room)
             event_id = self._script(
                 keys=[
                     protocol.event_sequence_key(task_id),
                     protocol.event_log_key(task_id),
                     protocol.task_channel(task_id),
                     protocol.epoch_key(task_id),
+                    protocol.task_record_key(task_id),
                 ],
                 args=[
                     self._publish, encoded.head, encoded.body, encoded.tail, event,
                     encoded.attachments, self._log_length, self._ttl, secrets.token_hex(6),
+                    state or "", "finished" if final else "", now,
                 ],
             )  # fmt: skip
             return int(event_id)
         except Exception:
             logger.exception("could not emit %s of task %s", event, task_id)
             return None
+
+    def record_started(self, task_id: str) -> None:
+        """Note in the task's record that a worker started it (one round trip, no event)."""
+        key = protocol.task_record_key(task_id)
+        try:
+            with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hset(key, mapping={"state": "STARTED", "started": time.time()})
+                pipe.expire(key, self._ttl)
+                pipe.execute()
+        except Exception:
+            logger.exception("could not record the start of task %s", task_id)
+
+    @property
+    def client(self) -> redis.Redis | redis.cluster.RedisCluster:
+        """The worker's Redis connection (the catalog announcer shares it)."""
+        return self._redis
 
     def close(self) -> None:
         self._redis.close()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime
+import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -118,6 +119,36 @@ def is_epoch(value: object) -> bool:
 def tags_key(task_id: str) -> str:
     """The Redis set of a task's tags (``subject:<sub>`` and a token's ``tags``)."""
     return f"{RESERVED_PREFIX}{{{task_id}}}:tags"
+
+
+def task_record_key(task_id: str) -> str:
+    """The Redis hash recording a task the fleet issued: ``name``, ``scheduled``, and as the
+    worker reports them ``state``, ``started``, ``finished`` (kept as long as the event log)."""
+    return f"{RESERVED_PREFIX}{{{task_id}}}:task"
+
+
+def tagged_tasks_key(tag: str) -> str:
+    """The Redis sorted set of the ids of the tasks carrying ``tag``, scored by when they were
+    scheduled: ``subject:<sub>`` lists a token subject's tasks ("my tasks")."""
+    return f"{RESERVED_PREFIX}tagged:{tag}"
+
+
+def idempotency_key(scope: str, key: str) -> str:
+    """The Redis string remembering the submission made under ``key`` by ``scope``."""
+    digest = hashlib.sha256(f"{scope}\x00{key}".encode()).hexdigest()
+    return f"{RESERVED_PREFIX}idempotency:{digest}"
+
+
+# The catalog: what live workers serve. One hash tag, so one script reads it on a Cluster too.
+CATALOG_WORKERS_KEY = f"{RESERVED_PREFIX}{{catalog}}:workers"
+"""Sorted set: worker hostname -> when its announcement expires (Unix time)."""
+CATALOG_ANNOUNCEMENTS_KEY = f"{RESERVED_PREFIX}{{catalog}}:announcements"
+"""Hash: worker hostname -> JSON ``{"digest", "queues", "pool"}`` of its announcement."""
+
+
+def catalog_tasks_key(digest: str) -> str:
+    """The JSON list of the tasks a set of identical workers serves, by its digest."""
+    return f"{RESERVED_PREFIX}{{catalog}}:tasks:{digest}"
 
 
 def task_channel(task_id: str) -> str:

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 SETTINGS_PREFIX = "stirfried_"
+# The Celery options a client may set on a task, where ``stirfried_task_options`` allows.
+TASK_OPTIONS = ("countdown", "eta", "expires", "priority", "queue")
 
 
 class ConfigError(ValueError):
@@ -59,6 +61,38 @@ class StirfriedSettings:
         (),
         "If non-empty, only these task names may be scheduled (chained tasks included). Celery's "
         "built-in tasks (`celery.*`) are never schedulable unless named here.",
+    )
+    refuse_unserved_tasks: bool = _setting(
+        True,
+        "Refuse (HTTP 404 / failed reply) a task no live worker announces, chained tasks included, so "
+        "an empty `available_tasks` means what live workers serve. Set to false for workers that "
+        "cannot announce (the Stirfried 0.7.0 library, no `redis_url`).",
+    )
+    catalog_ttl: int = _setting(
+        15,
+        "Seconds a worker's announcement of its tasks (the catalog, `GET /tasks`) outlives the worker; "
+        "workers refresh it every third of that.",
+    )
+    task_options: tuple[str, ...] = _setting(
+        (),
+        "Celery options clients may set on a task: any of `countdown`, `eta`, `expires`, `priority`, "
+        "`queue` (with tokens, the token's `options` claim must name them too). Empty: none.",
+    )
+    task_queues: tuple[str, ...] = _setting(
+        (), "Queues a client may name in a task's `queue` option (with `queue` in `task_options`)."
+    )
+    max_task_delay: int = _setting(
+        86400, "Seconds ahead a `countdown`, `eta` or `expires` may reach at most."
+    )
+    idempotency_window: int = _setting(
+        86400,
+        "Seconds an `Idempotency-Key` is remembered: a repeat within it returns the first task "
+        "instead of publishing again.",
+    )
+    terminate: bool = _setting(
+        False,
+        "Let clients terminate running tasks (`revoke_task` with `terminate: true`, `DELETE "
+        "/task/{id}?terminate=true`); with tokens, the token needs `terminate: true` too.",
     )
     error_info: bool = _setting(
         False,
@@ -198,12 +232,21 @@ def build_settings(values: Mapping[str, Any], source: str = "") -> StirfriedSett
         "max_nesting",
         "rate_burst",
         "max_chain",
+        "catalog_ttl",
+        "max_task_delay",
+        "idempotency_window",
     ):
         if checked.get(name, 1) < 1:
             raise ConfigError(f"{_where(source)}'{SETTINGS_PREFIX}{name}' must be >= 1")
     for name in ("progress_rate", "rate_limit", "max_connections_per_ip"):
         if checked.get(name, 0) < 0:
             raise ConfigError(f"{_where(source)}'{SETTINGS_PREFIX}{name}' must be >= 0")
+    unknown_options = set(checked.get("task_options", ())) - set(TASK_OPTIONS)
+    if unknown_options:
+        raise ConfigError(
+            f"{_where(source)}'{SETTINGS_PREFIX}task_options' names {sorted(unknown_options)[0]!r}; "
+            f"the options are {', '.join(TASK_OPTIONS)}"
+        )
     secret = checked.get("auth_secret", "")
     if secret and len(secret.encode()) < 32:
         raise ConfigError(f"{_where(source)}'{SETTINGS_PREFIX}auth_secret' must be at least 32 bytes long")
