@@ -270,16 +270,21 @@ class StirfriedClient:
         if token is None and not terminate:
             await self._call("revoke_task", task_id)
             return
-        request: dict[str, Any] = {"task_id": task_id, "token": token}
+        request: dict[str, Any] = {"task_id": task_id}
+        if token is not None:
+            request["token"] = token
         if terminate:
             request["terminate"] = True
             if signal is not None:
                 request["signal"] = signal
         await self._call("revoke_task", request)
 
-    async def info(self, task_id: str) -> TaskInfo:
-        """The task's state and result, from the gateway's result backend."""
-        reply = await self._call("task_info", task_id)
+    async def info(self, task_id: str, *, token: str | None = None) -> TaskInfo:
+        """The task's state and result, from the gateway's result backend; RequestFailed for an
+        id the gateway never issued. ``token``: as for :meth:`revoke`."""
+        token = token or self.token_for(task_id)
+        reference = task_id if token is None else {"task_id": task_id, "token": token}
+        reply = await self._call("task_info", reference)
         return TaskInfo(id=reply["id"], state=reply["state"], result=reply["result"])
 
     async def _on_connect(self) -> None:

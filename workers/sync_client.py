@@ -89,8 +89,8 @@ class SyncStirfriedClient:
     def my_tasks(self, limit: int = 20, cursor: str | None = None) -> TaskPage:
         return self._wait(self._client.my_tasks(limit, cursor))
 
-    def info(self, task_id: str) -> TaskInfo:
-        return self._wait(self._client.info(task_id))
+    def info(self, task_id: str, **options: Any) -> TaskInfo:
+        return self._wait(self._client.info(task_id, **options))
 
     def _wait(self, coroutine: Coroutine[Any, Any, T]) -> T:
         future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
