@@ -284,6 +284,8 @@ def test_the_form_is_built_from_the_catalog_of_the_example_worker(browser, gatew
         "number", "1", "10",
     )  # fmt: skip
     assert (delay.get_attribute("step"), delay.get_attribute("value")) == ("any", "0.3")
+    fields = browser.find_elements(By.CSS_SELECTOR, "#task-fields input")
+    assert [field.get_attribute("name") for field in fields] == ["total", "delay"]  # the signature's order
     Select(picker).select_by_value("add")
     x = browser.find_element(By.ID, "arg-x")
     assert x.get_attribute("required") == "true" and x.get_attribute("value") == ""

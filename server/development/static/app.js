@@ -206,12 +206,15 @@ function typeOf(schema) {
 /** The docstring and one input per argument (its type, its default, whether required). */
 function showTask() {
   const task = catalog.find((entry) => entry.name === $("#task-name").value);
-  $("#task-doc").textContent = task?.doc ?? "";
+  $("#task-doc").textContent = (task?.doc ?? "").replace(/``/g, ""); // reStructuredText's literals
   const fieldset = $("#task-fields");
   fieldset.replaceChildren(fieldset.querySelector("legend"));
   const schema = task?.parameters ?? {};
   const required = new Set(schema.required ?? []);
-  for (const [name, property] of Object.entries(schema.properties ?? {})) {
+  // In the signature's order (the schema's properties come sorted by name).
+  const position = (name) => task.signature.search(new RegExp(`[(,]\\s*${name}\\b`)) >>> 0;
+  const properties = Object.entries(schema.properties ?? {}).sort(([a], [b]) => position(a) - position(b));
+  for (const [name, property] of properties) {
     const type = typeOf(property);
     const input = document.createElement("input");
     input.id = "arg-" + name;
