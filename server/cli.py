@@ -22,6 +22,7 @@ from stirfried.config import SOCKETIO_PREFIX, Config, config_path_from_environme
 from stirfried.server.app import create_app
 from stirfried.server.development.embedded_valkey import embedded_redis
 from stirfried.server.development.example_worker import celery_worker, example_worker, route_example_tasks
+from stirfried.server.http_connections import GatewayRunner
 from stirfried.server.logs import configure_logging, mask_secrets
 from stirfried.server.systemd import notify
 from stirfried.settings import ConfigError
@@ -187,7 +188,7 @@ async def serve(app: web.Application, host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     for signal_number in STOP_SIGNALS:
         loop.add_signal_handler(signal_number, stop.set)
-    runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    runner = GatewayRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
     try:
         try:

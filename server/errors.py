@@ -75,6 +75,12 @@ class SubscriptionConflict(Refusal):
     status = 409
 
 
+class RequestTimeout(Refusal):
+    """A request whose headers did not arrive in time."""
+
+    status = 408
+
+
 class TooLarge(Refusal):
     """A body or message over ``stirfried_max_request_bytes``."""
 

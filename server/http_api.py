@@ -49,6 +49,7 @@ from stirfried.server.errors import (
     http_reply,
 )
 from stirfried.server.limits import READ_COST
+from stirfried.server.logs import one_line
 from stirfried.server.task_request import (
     ClientJson,
     RevokeRequest,
@@ -236,6 +237,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     except Refusal as refusal:
         return http_reply(refusal)
+    except web.RequestPayloadError as error:  # a body the HTTP parser refused midway
+        return http_reply(InvalidRequest(f"the request body is malformed: {one_line(str(error))}"))
     except web.HTTPException as error:
         if error.status < 400:
             raise

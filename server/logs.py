@@ -8,6 +8,8 @@ import re
 import sys
 from typing import Any
 
+from aiohttp.http_exceptions import HttpProcessingError
+
 # user:password@ in URLs (broker, Redis) -- the password becomes ***.
 _URL_PASSWORD = re.compile(r"(?P<prefix>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]+@")
 # ?token=... in request lines (SSE subscription tokens, in the access log) -- the token becomes ***.
@@ -42,23 +44,34 @@ class JsonFormatter(logging.Formatter):
 
 
 # python-socketio and python-engineio log what a client's malformed frame raises as
-# an ERROR with a traceback ("message async handler error"). Those are the client's
-# mistakes, not the server's.
-CLIENT_MISTAKE_LOGGERS = ("engineio.server", "socketio.server")
-# What parsing a malformed frame raises (UnicodeDecodeError, json's and msgpack's errors
-# are ValueErrors).
-CLIENT_MISTAKES = (ValueError, TypeError, KeyError, IndexError)
+# an ERROR with a traceback ("message async handler error"), and aiohttp what its HTTP
+# parser refuses ("Error handling request"). Those are the client's mistakes, not the
+# server's. Each logger, with what parsing a malformed message raises there
+# (UnicodeDecodeError, json's and msgpack's errors are ValueErrors):
+CLIENT_MISTAKES: dict[str, tuple[type[Exception], ...]] = {
+    "engineio.server": (ValueError, TypeError, KeyError, IndexError),
+    "socketio.server": (ValueError, TypeError, KeyError, IndexError),
+    "aiohttp.server": (HttpProcessingError,),
+}
 # At most this many of them are written per window; the rest are counted.
 CLIENT_MISTAKES_PER_WINDOW = 10
 CLIENT_MISTAKE_WINDOW = 60.0
+
+
+def one_line(text: str) -> str:
+    """A message on one line (aiohttp's parser errors span several, with a caret line
+    pointing at the bad byte)."""
+    lines = (line.strip() for line in text.splitlines())
+    return " ".join(line for line in lines if line and set(line) != {"^"})
 
 
 class ClientMistakes(logging.Filter):
     """Turns an exception python-socketio or python-engineio logs while handling a
     client's frame into one brief, rate-limited warning without the traceback."""
 
-    def __init__(self) -> None:
+    def __init__(self, mistakes: tuple[type[Exception], ...]) -> None:
         super().__init__()
+        self._mistakes = mistakes
         self._window_start = 0.0
         self._written = 0
         self._dropped = 0
@@ -67,7 +80,7 @@ class ClientMistakes(logging.Filter):
         if record.exc_info is None or record.levelno < logging.ERROR:
             return True
         error = record.exc_info[1]
-        if not isinstance(error, CLIENT_MISTAKES):
+        if not isinstance(error, self._mistakes):
             return True  # anything else may be a real server error: keep its traceback
         if record.created - self._window_start > CLIENT_MISTAKE_WINDOW:
             self._window_start, self._written, dropped = record.created, 0, self._dropped
@@ -80,7 +93,7 @@ class ClientMistakes(logging.Filter):
         self._written += 1
         suffix = f" ({dropped} more in the last minute not shown)" if dropped else ""
         record.msg = "a client sent a message the gateway refused: %s: %s" + suffix
-        record.args = (type(error).__name__, error)
+        record.args = (type(error).__name__, one_line(str(error)))
         record.levelno, record.levelname = logging.WARNING, "WARNING"
         record.exc_info = record.exc_text = None
         return True
@@ -96,9 +109,8 @@ def configure_logging(level: str, json_lines: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    mistakes = ClientMistakes()
-    for name in CLIENT_MISTAKE_LOGGERS:
+    for name, mistakes in CLIENT_MISTAKES.items():
         logger = logging.getLogger(name)
         for old in [f for f in logger.filters if isinstance(f, ClientMistakes)]:
             logger.removeFilter(old)
-        logger.addFilter(mistakes)
+        logger.addFilter(ClientMistakes(mistakes))

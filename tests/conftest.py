@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import ClientSession
+from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 from blockbuster import blockbuster_ctx
 
 from stirfried.config import translate
 from stirfried.server.app import create_app
+from stirfried.server.http_connections import GatewayRunner
 from tests import services
 from tests.clients import EventClient
 
@@ -144,17 +145,41 @@ def gateway_config(base_config: dict[str, Any]) -> Callable[..., dict[str, Any]]
     return build
 
 
+class GatewayTestServer(TestServer):
+    """aiohttp's test server, serving through the gateway's runner as ``stirfried-server`` does."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
+        return GatewayRunner(self.app, **kwargs)
+
+
+@pytest.fixture
+async def serve_app() -> AsyncIterator[Callable[[web.Application], Awaitable[TestServer]]]:
+    """Serve applications on real ports as ``stirfried-server`` does; closed afterwards."""
+    servers: list[TestServer] = []
+
+    async def serve(app: web.Application) -> TestServer:
+        server = GatewayTestServer(app)
+        servers.append(server)
+        await server.start_server()
+        return server
+
+    yield serve
+    for server in reversed(servers):
+        await server.close()
+
+
 @pytest.fixture
 async def start_gateway(
-    workers: None, aiohttp_server: Any, gateway_config: Callable[..., dict[str, Any]]
+    workers: None,
+    serve_app: Callable[[web.Application], Awaitable[TestServer]],
+    gateway_config: Callable[..., dict[str, Any]],
 ) -> GatewayFactory:
     """Start an in-process gateway (real aiohttp server on a real port)."""
 
     async def start(**overrides: Any) -> TestServer:
         # As the CLI does, build the app before serving it (create_app is synchronous).
         app = await asyncio.to_thread(create_app, translate(gateway_config(**overrides)))
-        server: TestServer = await aiohttp_server(app)
-        return server
+        return await serve_app(app)
 
     return start
 

@@ -6,7 +6,9 @@ Each test here failed against the gateway before the fix it describes (issue 13)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ import pytest
 from stirfried import protocol
 from stirfried.server.caller import Authenticator
 from stirfried.server.redis_clients import CLIENT_NAME
+from stirfried.server.subscriptions import SYNTHESIS_GRACE
 from tests.helpers import post_task, url_of, wait_for_state
 
 AUTH_SECRET = "a secret for hostile-client tests, 32+ bytes"
@@ -505,3 +508,169 @@ async def test_an_oversized_polling_post_is_answered_and_its_session_then_refuse
             assert response.status == 413, await response.text()
         async with http.post(base, params=session, data=b"40") as response:
             assert response.status < 500, await response.text()
+
+
+# -- what aiohttp's HTTP parser refuses, and slow headers ---------------------------------
+
+
+async def exchange(url: str, *parts: bytes | float, timeout: float = 5) -> tuple[int, dict[str, str], bytes]:
+    """Send raw bytes (a float: pause that long) to the gateway at ``url`` while reading its
+    answer; its status, headers and body (status 0: it closed without one)."""
+    from yarl import URL
+
+    reader, writer = await asyncio.open_connection(URL(url).host, URL(url).port)
+
+    async def send() -> None:
+        with contextlib.suppress(ConnectionError):  # the gateway closed the connection
+            for part in parts:
+                if isinstance(part, float):
+                    await asyncio.sleep(part)
+                else:
+                    writer.write(part)
+                    await writer.drain()
+
+    sending = asyncio.create_task(send())
+    try:
+        async with asyncio.timeout(timeout):
+            answer = await reader.read()
+    finally:
+        sending.cancel()
+        writer.close()
+    if not answer:
+        return 0, {}, b""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in header_lines)
+    return int(status_line.split()[1]), {k.lower(): v for k, v in headers.items()}, body
+
+
+MALFORMED_REQUESTS = {
+    "a request line that is not HTTP": (b"GARBAGE\r\n\r\n", 400, "Invalid method"),
+    "a header name with a space": (b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n", 400, "header"),
+    "a control character in a header": (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX: a\x01b\r\n\r\n", 400, "header"),
+    "a header over 8190 bytes": (b"GET /healthz HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n\r\n", 431, "8190 bytes"),
+    "a request line over 8190 bytes": (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", 431, "8190 bytes"),
+    "too many headers": (b"GET / HTTP/1.1\r\n" + b"X: a\r\n" * 200 + b"\r\n", 400, "Too many headers"),
+    "a bad Content-Length": (b"POST /task HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400, "Content-Length"),
+    "invalid chunked encoding": (
+        b"POST /task HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n{}\r\n0\r\n\r\n",
+        400, "chunk size",
+    ),
+    "TLS on the HTTP port": (b"\x16\x03\x01\x00\xa5\x01\x00\x00", 400, "HTTPS traffic"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", MALFORMED_REQUESTS)
+async def test_what_the_http_parser_refuses_is_a_json_refusal_naming_it(gateway, name):
+    request, expected_status, named = MALFORMED_REQUESTS[name]
+
+    status, headers, body = await exchange(url_of(gateway, ""), request)
+
+    assert status == expected_status, body
+    assert headers["content-type"].startswith("application/json")
+    reply = json.loads(body)
+    assert reply["status"] == "failed" and named in reply["data"], reply
+
+
+async def test_invalid_chunked_encoding_after_the_headers_is_a_400_not_a_hang(gateway):
+    head = b"POST /task HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+    # The head first, the broken chunk later: aiohttp's parser dropped the body without
+    # ending it, and the request waited until the client gave up.
+    status, _, body = await exchange(url_of(gateway, ""), head, 0.2, b"2\r\n{}\r\nZZ\r\n", timeout=5)
+
+    assert status == 400, body
+    assert json.loads(body) == {
+        "status": "failed",
+        "data": "the request body is malformed: Invalid character in chunk size: b'ZZ'",
+    }
+
+
+async def test_stirfried_server_answers_parser_errors_in_json_and_logs_them_briefly(
+    gateway_config, tmp_path, workers
+):
+    from tests import services
+
+    config = services.write_config(tmp_path / "gateway.yaml", gateway_config())
+    log = tmp_path / "gateway.log"
+    async with services.gateway_process(config, log) as running:
+        for _ in range(15):
+            status, headers, body = await exchange(
+                running.url, b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n"
+            )
+            assert status == 400 and headers["content-type"].startswith("application/json"), body
+
+    text = log.read_text()
+    assert "a client sent a message the gateway refused: BadHttpMessage" in text, text
+    assert text.count("a client sent a message the gateway refused") == 10  # then rate limited
+    assert "Traceback" not in text and " ERROR " not in text
+
+
+async def test_a_client_that_trickles_its_headers_is_answered_408_and_dropped(
+    gateway_config, tmp_path, workers
+):
+    from tests import services
+
+    task = json.dumps({"task_name": "add", "args": [1, 2]}).encode()
+    slow_body = (
+        b"POST /task HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(task), task[:5]),
+        12.0,
+        task[5:],
+    )
+    config = services.write_config(tmp_path / "gateway.yaml", gateway_config())
+    async with services.gateway_process(config, tmp_path / "gateway.log") as running:
+        started = asyncio.get_running_loop().time()
+        trickle = [b"GET /healthz HTTP/1.1\r\nHost: x\r\n"] + [
+            part for _ in range(30) for part in (1.0, b"X: y\r\n")
+        ]
+        (status, _, body), silent, (slow_status, _, _) = await asyncio.gather(
+            exchange(running.url, *trickle, timeout=30),
+            exchange(running.url, timeout=30),  # connects, sends nothing
+            exchange(running.url, *slow_body, timeout=30),  # a slow body is not a slow head
+        )
+        took = asyncio.get_running_loop().time() - started
+
+    assert status == 408, body
+    assert json.loads(body) == {
+        "status": "failed",
+        "data": "the request's headers did not arrive within 10 s",
+    }
+    assert silent == (0, {}, b"")
+    assert slow_status == 201
+    assert 12 < took < 16, took
+
+
+# -- how far a subscription token reaches ----------------------------------------------------
+
+
+async def test_a_subscription_token_reaches_only_what_is_still_kept_of_its_task(
+    gateway, http, connect, redis_url
+):
+    import redis.asyncio
+
+    _, body = await post_task(http, gateway, {"task_name": "add", "args": [1, 2]})
+    task_id, token = body["data"], body["token"]
+    assert (await wait_for_state(http, gateway, task_id))["state"] == "SUCCESS"
+    subscription = {"task_id": task_id, "token": token}
+    store = redis.asyncio.Redis.from_url(redis_url)  # the session's event Redis and result backend
+    try:
+        # What stirfried_event_log_ttl does in time: the log is gone, the result still kept.
+        await store.delete(
+            protocol.event_log_key(task_id), protocol.event_sequence_key(task_id), protocol.epoch_key(task_id)
+        )
+        kept = await connect(gateway)
+        assert (await kept.call("subscribe_task", subscription))["status"] == "success"
+        assert (await kept.wait_for_event("on_success", task_id, timeout=10))["retval"] == 3
+
+        # What Celery's result_expires does in time: nothing is kept, the token opens nothing.
+        await store.delete(f"celery-task-meta-{task_id}")
+        gone = await connect(gateway)
+        assert (await gone.call("subscribe_task", subscription))["status"] == "success"
+        await asyncio.sleep(SYNTHESIS_GRACE + 1)
+    finally:
+        await store.aclose()
+
+    assert gone.events_for(task_id) == []
+    async with http.get(url_of(gateway, f"/task/{task_id}")) as response:
+        assert (await response.json())["state"] == "PENDING"  # Celery's word for "unknown"

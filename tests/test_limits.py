@@ -140,7 +140,7 @@ async def test_socketio_handshakes_from_other_origins_are_refused(gateway):
 
 
 async def test_the_production_example_config_lets_its_origin_fetch_and_connect(
-    workers, base_config, aiohttp_server
+    workers, base_config, serve_app
 ):
     """config/production.example.yaml as shipped (services and secrets from the environment,
     as deploy/README.md does it): a page of its origin can POST /task and use Socket.IO."""
@@ -166,7 +166,7 @@ async def test_the_production_example_config_lets_its_origin_fetch_and_connect(
     )
     config = config.with_celery(task_default_queue=QUIET_QUEUE, accept_content=["json", "msgpack"])
     assert config.stirfried.cors_origins == ("https://app.example.com",)
-    gateway = await aiohttp_server(await asyncio.to_thread(create_app, config))
+    gateway = await serve_app(await asyncio.to_thread(create_app, config))
     token = jwt.encode({"sub": "page", "exp": int(time.time()) + 60, "tasks": ["*"]}, secret, "HS256")
     origin = {"Origin": "https://app.example.com"}
 
