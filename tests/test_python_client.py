@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 
@@ -287,7 +288,7 @@ async def test_terminate_is_refused_where_the_gateway_does_not_allow_it(client):
 
 async def test_info_of_an_id_the_gateway_never_issued_is_refused(client):
     with pytest.raises(RequestFailed):
-        await client.info("00000000-0000-0000-0000-000000000000")
+        await client.info(str(uuid.uuid4()))
 
 
 async def test_the_sync_client_lists_tasks_and_my_tasks(gateway):

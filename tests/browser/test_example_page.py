@@ -274,9 +274,10 @@ def test_the_form_is_built_from_the_catalog_of_the_example_worker(browser, gatew
     picker = browser.find_element(By.ID, "task-name")
     wait_until(browser, picker.is_enabled)
 
-    assert [option.get_attribute("value") for option in Select(picker).options] == [
-        "add", "count_to", "fail", "flaky", "sleep",
-    ]  # fmt: skip
+    # The catalog is the fleet's: other tests' workers on the same Redis may serve more.
+    options = [option.get_attribute("value") or "" for option in Select(picker).options]
+    assert options == sorted(options)
+    assert {"add", "count_to", "fail", "flaky", "sleep"} <= set(options)
     Select(picker).select_by_value("count_to")
     assert browser.find_element(By.ID, "task-doc").text.startswith("Count to")
     total, delay = browser.find_element(By.ID, "arg-total"), browser.find_element(By.ID, "arg-delay")
