@@ -46,6 +46,9 @@ def js_configs(redis_url: str, broker_url: str, tmp_path_factory: pytest.TempPat
         "stirfried_celery_events": True,
         # Lets a test send a task's events to another client (its sid), as if they overtook the reply.
         "stirfried_custom_rooms": True,
+        # catalog.test.js delays a task and terminates one.
+        "stirfried_task_options": ["countdown"],
+        "stirfried_terminate": True,
         # Gateways restarted by a test must accept the subscription tokens of the first.
         "stirfried_token_secret": "js-sdk-tests-token-secret",
         "stirfried_log_level": "WARNING",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 
@@ -13,7 +14,9 @@ from stirfried.client import (
     StirfriedError,
     SyncStirfriedClient,
     TaskFailed,
+    TaskRevoked,
     TaskTimeout,
+    new_session_key,
 )
 from tests import services
 
@@ -185,3 +188,121 @@ async def test_follow_names_the_task_of_an_unknown_name(start_gateway, http):
             await client.follow(body["data"], body["token"], timeout=14)
 
     assert caught.value.task_name == "tasks.missing"
+
+
+async def test_tasks_lists_what_the_workers_serve_with_each_ones_arguments(client):
+    catalog = await client.tasks()
+
+    names = [task.name for task in catalog]
+    assert names == sorted(names)
+    assert {"add", "progress", "send_email"} <= set(names)
+    assert not [name for name in names if name.startswith("celery.")]
+    email = next(task for task in catalog if task.name == "send_email")
+    assert email.workers >= 1
+    assert "address: str" in email.signature
+    assert email.parameters["properties"]["address"]["type"] == "string"
+    assert email.parameters["required"] == ["address"]
+    assert "room" not in email.parameters["properties"]
+
+
+async def test_my_tasks_finds_this_sessions_tasks_from_a_later_connection(gateway):
+    url = str(gateway.make_url("/"))
+    session = new_session_key()
+    async with StirfriedClient(url, session=session, timeout=15) as first:
+        scheduled = [await first.schedule("add", step, 1) for step in range(3)]
+        await first.run("add", 0, 0)  # and the others have run by now, on a four-process worker
+    async with StirfriedClient(url, session=session, timeout=15) as later:
+        page = await later.my_tasks(limit=2)
+        rest = await later.my_tasks(limit=2, cursor=page.next)
+    async with StirfriedClient(url, session=new_session_key()) as stranger:
+        assert (await stranger.my_tasks()).tasks == ()
+
+    mine = [*page.tasks, *rest.tasks]
+    assert [task.id for task in mine][1:] == scheduled[::-1]  # newest first, the run() first of all
+    assert all(task.name == "add" and task.token for task in mine)
+    assert mine[-1].scheduled is not None and mine[-1].finished is not None
+    assert mine[-1].state == "SUCCESS"
+    assert rest.next is None
+
+
+async def test_a_session_key_of_the_wrong_shape_is_refused_before_connecting():
+    with pytest.raises(ValueError, match="22 to 128 characters"):
+        StirfriedClient("http://127.0.0.1:1", session="short")
+
+
+async def test_a_retried_submit_with_the_same_idempotency_key_runs_the_task_once(client):
+    key = f"order-{new_session_key()}"
+
+    first = await client.schedule("add", 2, 3, idempotency_key=key)
+    assert await client.run("add", 2, 3, idempotency_key=key) == 5  # waits for the first one
+    assert await client.schedule("add", 2, 3, idempotency_key=key) == first
+    with pytest.raises(RequestFailed):
+        await client.schedule("add", 2, 4, idempotency_key=key)
+
+
+async def test_a_countdown_delays_the_task_where_the_gateway_allows_it(start_gateway):
+    gateway = await start_gateway(stirfried_task_options=["countdown"])
+    async with StirfriedClient(str(gateway.make_url("/")), timeout=15) as client:
+        started = asyncio.get_running_loop().time()
+        assert await client.run("add", 1, 2, countdown=1.5) == 3
+        assert asyncio.get_running_loop().time() - started >= 1.4
+        with pytest.raises(RequestFailed, match="priority"):
+            await client.schedule("add", 1, 2, priority=5)
+
+
+async def test_an_expired_task_never_runs_and_run_raises_task_revoked(start_gateway):
+    gateway = await start_gateway(
+        stirfried_task_options=["countdown", "expires"], stirfried_celery_events=True
+    )
+    async with StirfriedClient(str(gateway.make_url("/")), timeout=15) as client:
+        with pytest.raises(TaskRevoked) as caught:
+            await client.run("add", 1, 2, countdown=1, expires=0.5)
+
+    assert caught.value.expired
+    assert isinstance(caught.value, TaskFailed)
+
+
+async def test_terminate_stops_a_running_task_and_its_follower_gets_task_revoked(start_gateway):
+    gateway = await start_gateway(stirfried_terminate=True, stirfried_celery_events=True)
+    async with StirfriedClient(str(gateway.make_url("/")), timeout=15) as client:
+        task_id = await client.schedule("slow_progress", 200, 0.1)
+        running = asyncio.Event()
+        follower = asyncio.create_task(
+            client.follow(task_id, on_progress=lambda _: running.set(), timeout=15)
+        )
+        await asyncio.wait_for(running.wait(), 10)
+
+        await client.revoke(task_id, terminate=True, signal="SIGKILL")
+
+        with pytest.raises(TaskRevoked, match="terminated") as caught:
+            await follower
+        assert caught.value.terminated
+        assert (await client.info(task_id)).state == "REVOKED"
+
+
+async def test_terminate_is_refused_where_the_gateway_does_not_allow_it(client):
+    task_id = await client.schedule("add", 1, 1)
+    with pytest.raises(RequestFailed):
+        await client.revoke(task_id, terminate=True)
+
+
+async def test_info_of_an_id_the_gateway_never_issued_is_refused(client):
+    with pytest.raises(RequestFailed):
+        await client.info(str(uuid.uuid4()))
+
+
+async def test_the_sync_client_lists_tasks_and_my_tasks(gateway):
+    url = str(gateway.make_url("/"))
+
+    def script() -> tuple[str, list[str], list[str]]:
+        with SyncStirfriedClient(url, session=new_session_key()) as client:
+            task_id = client.schedule("add", 1, 1)
+            return (
+                task_id,
+                [task.name for task in client.tasks()],
+                [task.id for task in client.my_tasks().tasks],
+            )
+
+    task_id, catalog, mine = await asyncio.to_thread(script)
+    assert "add" in catalog
+    assert mine == [task_id]

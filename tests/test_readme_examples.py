@@ -47,11 +47,10 @@ def run_command_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
             except OSError:
                 assert process.poll() is None and time.monotonic() < deadline, "run command did not start"
                 time.sleep(0.2)
-        # The example worker starts after the gateway: "add" is refused until it announced it.
-        while b'"name": "add"' not in services.http_get(url + "/tasks"):
-            assert process.poll() is None and time.monotonic() < deadline, "no worker announced 'add'"
-            time.sleep(0.2)
-        with SyncStirfriedClient(url) as client:
+        with SyncStirfriedClient(url) as client:  # the example worker is up once it announced its tasks
+            while "add" not in [task.name for task in client.tasks()]:
+                assert time.monotonic() < deadline, "the example worker did not announce its tasks"
+                time.sleep(0.2)
             client.run("add", 0, 0, timeout=60)
         yield url
     finally:
@@ -62,7 +61,7 @@ def run_command_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
 def test_readme_has_the_examples():
     assert len(examples("curl")) == 1
     assert len(examples("sse")) == 1
-    assert len(examples("python")) == 4
+    assert len(examples("python")) == 5
 
 
 def test_curl_example_runs_as_written(run_command_stack):
@@ -90,7 +89,7 @@ def test_sse_example_runs_as_written(run_command_stack):
     assert '"retval": 3' in result.stdout
 
 
-@pytest.mark.parametrize("index", range(4))
+@pytest.mark.parametrize("index", range(5))
 def test_python_example_runs_as_written(run_command_stack, index):
     script = examples("python")[index].replace(README_URL, run_command_stack)
 
@@ -100,6 +99,12 @@ def test_python_example_runs_as_written(run_command_stack, index):
     expected = [
         ["5\n", "5/5: step 5 of 5", "failed: ValueError: disk full"],
         ["state='SUCCESS', result=5", "Progress(", "3\n"],
+        [
+            "add (x: float, y: float) - Add two numbers.",
+            "5\n5\n",
+            "(MyTask(id='",
+            "name='add', state='SUCCESS'",
+        ],
         ["5/5: step 5 of 5", "SUCCESS 5"],
         ["Progress(", "info='step 3 of 3'", "\n3\n"],
     ][index]

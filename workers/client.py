@@ -14,6 +14,8 @@ A task's events survive a lost connection: after python-socketio reconnects,
 the client resubscribes to every task it is waiting for, from the last
 ``event_id`` it saw, and the gateway replays what it missed. ``follow`` waits
 for a task scheduled elsewhere (another process, ``curl``), given its token.
+``tasks`` lists what one can schedule (the gateway's catalog), ``my_tasks``
+what one scheduled (by token subject; on an anonymous gateway by ``session``).
 
 Needs the ``client`` extra (``pip install "/path/to/stirfried-checkout[client]"``): python-socketio's
 asyncio client runs on aiohttp.
@@ -23,20 +25,48 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
-import dataclasses
-import inspect
 import logging
-import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Unpack
 
 import socketio
 
 from stirfried import protocol
+from stirfried.client_errors import RequestFailed, StirfriedError, TaskFailed, TaskRevoked, TaskTimeout
+from stirfried.client_types import (
+    MyTask,
+    Progress,
+    ScheduleOptions,
+    TaskInfo,
+    TaskPage,
+    TaskType,
+    check_session_key,
+    new_session_key,
+    parse_task_page,
+    parse_task_types,
+    task_object,
+)
+from stirfried.client_watch import ProgressCallback, TaskWatch
+from stirfried.sync_client import SyncStirfriedClient
 
-T = TypeVar("T")
+__all__ = [
+    "MyTask",
+    "Progress",
+    "RequestFailed",
+    "ScheduleOptions",
+    "StirfriedClient",
+    "StirfriedError",
+    "SyncStirfriedClient",
+    "TaskFailed",
+    "TaskInfo",
+    "TaskPage",
+    "TaskRevoked",
+    "TaskTimeout",
+    "TaskType",
+    "new_session_key",
+]
+
 
 logger = logging.getLogger(__name__)
 
@@ -48,93 +78,6 @@ EARLY_EVENT_LIMIT = 1000
 TOKEN_LIMIT = 10_000
 
 
-class StirfriedError(Exception):
-    """Base class of the client's errors."""
-
-
-class RequestFailed(StirfriedError):
-    """The gateway answered ``{"status": "failed"}``; the message says why."""
-
-
-class TaskFailed(StirfriedError):
-    """The task raised. ``error`` and ``einfo`` are set when the gateway's workers share them."""
-
-    def __init__(self, task_id: str, task_name: str, error: str | None, einfo: str | None) -> None:
-        detail = error or "no details: the workers run with stirfried_error_info off"
-        super().__init__(f"task {task_name} ({task_id}) failed: {detail}")
-        self.task_id = task_id
-        self.task_name = task_name
-        self.error = error
-        self.einfo = einfo
-
-
-class TaskTimeout(StirfriedError, TimeoutError):
-    """The task did not finish (or the gateway did not answer) in time."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Progress:
-    """One ``on_progress`` event."""
-
-    task_id: str
-    current: Any
-    total: Any
-    info: Any
-
-
-@dataclasses.dataclass(frozen=True)
-class TaskInfo:
-    """A task's state from the result backend."""
-
-    id: str
-    state: str
-    result: Any
-
-
-ProgressCallback = Callable[[Progress], Awaitable[None] | None]
-
-
-class _TaskWatch:
-    """Collects one task's events until its ``on_return``, each ``event_id`` once."""
-
-    def __init__(self, on_progress: ProgressCallback | None, token: str | None, after: int = 0) -> None:
-        self.on_progress = on_progress
-        self.token = token
-        self.last_event_id = after
-        self.epoch: str | None = None
-        """The epoch of the log that numbered the events seen (a new one restarts the count)."""
-        self.done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.einfo: str | None = None
-        self.task_name: str | None = None
-
-    async def handle(self, event: str, payload: dict[str, Any]) -> None:
-        if isinstance(payload.get("task_name"), str):
-            self.task_name = payload["task_name"]
-        event_id = payload.get(protocol.EVENT_ID)
-        epoch = payload.get(protocol.EPOCH)
-        if isinstance(event_id, int):
-            new_log = isinstance(epoch, str) and self.epoch is not None and epoch != self.epoch
-            if event_id <= self.last_event_id and not new_log:
-                return  # already seen (delivered live and replayed)
-            self.last_event_id = event_id
-            if isinstance(epoch, str):
-                self.epoch = epoch
-        if event == protocol.ON_PROGRESS and self.on_progress is not None:
-            outcome = self.on_progress(
-                Progress(payload["task_id"], payload["current"], payload["total"], payload["info"])
-            )
-            if inspect.isawaitable(outcome):
-                await outcome
-        elif event == protocol.ON_FAILURE:
-            self.einfo = payload.get("einfo")
-        elif event == protocol.ON_RETURN and not self.done.done():
-            self.done.set_result(payload)
-        elif event == protocol.ON_REVOKED and not self.done.done():
-            self.done.set_result(
-                {"status": "REVOKED", "retval": "the task was revoked", "task_name": self.task_name}
-            )
-
-
 class StirfriedClient:
     """An asyncio client of one gateway, over python-socketio.
 
@@ -143,6 +86,10 @@ class StirfriedClient:
     :param token: a client token (JWT) for gateways that require one.
     :param serializer: ``"default"`` or ``"msgpack"``, as the gateway's ``socketio_serializer``.
     :param timeout: seconds to wait for the connection and for each reply.
+    :param session: on an anonymous gateway, a key (22-128 characters of ``A-Za-z0-9_-``, e.g.
+        :func:`new_session_key`) under which the gateway records the tasks this client schedules:
+        a later client with the same key lists them with :meth:`my_tasks`. Keep it secret: it is
+        what identifies "you". Without one, ``my_tasks`` lists this connection's tasks only.
     """
 
     def __init__(
@@ -153,13 +100,17 @@ class StirfriedClient:
         token: str | None = None,
         serializer: str = "default",
         timeout: float = DEFAULT_TIMEOUT,
+        session: str | None = None,
     ) -> None:
         self.url = url
         self.timeout = timeout
         self._headers = headers or {}
-        self._auth = {"token": token} if token else None
+        auth = {"token": token} if token else {}
+        if session is not None:
+            auth["session"] = check_session_key(session)
+        self._auth = auth or None
         self._sio = socketio.AsyncClient(serializer=serializer)
-        self._watches: dict[str, _TaskWatch] = {}
+        self._watches: dict[str, TaskWatch] = {}
         self._early: collections.OrderedDict[str, list[tuple[str, dict[str, Any]]]] = (
             collections.OrderedDict()
         )
@@ -197,17 +148,20 @@ class StirfriedClient:
         task_name: str,
         *args: Any,
         kwargs: dict[str, Any] | None = None,
-        chain: list[dict[str, Any]] | None = None,
-        room: str | None = None,
+        **options: Unpack[ScheduleOptions],
     ) -> str:
-        """Schedule a task and return its id, without waiting for it."""
-        task: dict[str, Any] = {"task_name": task_name, "args": list(args), "kwargs": kwargs or {}}
-        if chain is not None:
-            task["chain"] = chain
-        if room is not None:
-            task["room"] = room
-        reply = await self._call("send_task", task)
-        task_id: str = reply["data"]
+        """Schedule a task and return its id, without waiting for it.
+
+        ``options`` (:class:`ScheduleOptions`): ``chain``, ``room``, Celery's ``countdown``,
+        ``eta``, ``expires``, ``priority`` and ``queue`` (each refused, with RequestFailed naming
+        it, unless the gateway's ``stirfried_task_options`` allows it), and ``idempotency_key``:
+        a repeat with the same key (e.g. after a TaskTimeout) returns the first task's id, and
+        the task runs once. RequestFailed also when no live worker serves ``task_name``.
+        """
+        reply = await self._call("send_task", task_object(task_name, list(args), kwargs or {}, options))
+        task_id = reply.get("data")
+        if not isinstance(task_id, str):
+            raise StirfriedError(f"unexpected reply to send_task: {reply!r}")
         token = reply.get("token")
         if isinstance(token, str):
             self._tokens[task_id] = token
@@ -226,17 +180,20 @@ class StirfriedClient:
         kwargs: dict[str, Any] | None = None,
         on_progress: ProgressCallback | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 -- a per-call limit, like python-socketio's call()
+        **options: Unpack[ScheduleOptions],
     ) -> Any:
         """Schedule a task and wait for its return value.
 
         ``on_progress`` (a function or coroutine function) gets each :class:`Progress`
-        in order. Raises TaskFailed if the task fails (also, at once, when the worker
-        that received it runs no task of that name: the error names ``NotRegistered``),
-        TaskTimeout if it does not finish within ``timeout`` seconds (default: the
-        client's timeout; a name that no running worker's queue receives ends so).
+        in order; ``options`` are :meth:`schedule`'s. Raises TaskFailed if the task fails
+        (TaskRevoked, a TaskFailed, if it was revoked, expired or terminated), TaskTimeout
+        if it does not finish within ``timeout`` seconds (default: the client's timeout).
+        With an ``idempotency_key`` the gateway already saw, waits for that first task.
         """
-        task_id = await self.schedule(task_name, *args, kwargs=kwargs)
-        watch = _TaskWatch(on_progress, self.token_for(task_id))
+        # A replayed submission (a key the gateway saw) is the first task: the gateway
+        # replays its events to this client from the start, as for a task scheduled now.
+        task_id = await self.schedule(task_name, *args, kwargs=kwargs, **options)
+        watch = TaskWatch(on_progress, self.token_for(task_id))
         return await self._wait(task_id, task_name, watch, timeout)
 
     async def follow(
@@ -255,7 +212,7 @@ class StirfriedClient:
         after ``after``. Raises like :meth:`run`; RequestFailed for a wrong token.
         """
         token = token or self.token_for(task_id)
-        watch = _TaskWatch(on_progress, token, after)
+        watch = TaskWatch(on_progress, token, after)
         self._watches[task_id] = watch
         try:
             await self._call("subscribe_task", {"task_id": task_id, "after": after, "token": token})
@@ -265,7 +222,7 @@ class StirfriedClient:
         return await self._wait(task_id, None, watch, timeout)
 
     async def _wait(
-        self, task_id: str, task_name: str | None, watch: _TaskWatch, seconds: float | None
+        self, task_id: str, task_name: str | None, watch: TaskWatch, seconds: float | None
     ) -> Any:
         self._watches[task_id] = watch
         try:
@@ -273,25 +230,61 @@ class StirfriedClient:
                 await watch.handle(event, payload)
             limit = self.timeout if seconds is None else seconds
             try:
-                returned = await asyncio.wait_for(asyncio.shield(watch.done), limit)
+                event, payload = await asyncio.wait_for(asyncio.shield(watch.done), limit)
             except TimeoutError as error:
                 raise TaskTimeout(
                     f"task {task_name or task_id} ({task_id}) did not finish within {limit:g} s"
                 ) from error
         finally:
             self._watches.pop(task_id, None)
-        if returned["status"] != "SUCCESS":
-            name = task_name or returned.get("task_name") or watch.task_name or "?"
-            raise TaskFailed(task_id, name, returned.get("retval"), watch.einfo)
-        return returned["retval"]
+        name = task_name or payload.get("task_name") or watch.task_name or "?"
+        if event == protocol.ON_REVOKED:
+            terminated, expired = payload.get("terminated") is True, payload.get("expired") is True
+            raise TaskRevoked(task_id, name, terminated=terminated, expired=expired)
+        if payload.get("status") != "SUCCESS":
+            raise TaskFailed(task_id, name, payload.get("retval"), watch.einfo)
+        return payload.get("retval")
 
-    async def revoke(self, task_id: str) -> None:
-        """Revoke a task that has not started yet."""
-        await self._call("revoke_task", task_id)
+    async def tasks(self) -> list[TaskType]:
+        """The tasks this client may schedule that live workers serve (the gateway's catalog),
+        sorted by name, each with its docstring, signature and a JSON Schema of its arguments."""
+        return parse_task_types(await self._call("list_tasks", {}))
 
-    async def info(self, task_id: str) -> TaskInfo:
-        """The task's state and result, from the gateway's result backend."""
-        reply = await self._call("task_info", task_id)
+    async def my_tasks(self, limit: int = 20, cursor: str | None = None) -> TaskPage:
+        """This caller's recent tasks, newest first: ``limit`` of them after ``cursor`` (a
+        page's ``next``). Whose tasks: the token's subject; on an anonymous gateway, the
+        ``session``'s (else this connection's)."""
+        request: dict[str, Any] = {"limit": limit}
+        if cursor is not None:
+            request["cursor"] = cursor
+        return parse_task_page(await self._call("list_my_tasks", request))
+
+    async def revoke(
+        self, task_id: str, *, terminate: bool = False, signal: str | None = None, token: str | None = None
+    ) -> None:
+        """Revoke a task: a worker drops it if it has not started. With ``terminate`` (where the
+        gateway's ``stirfried_terminate`` and the token allow it) a running task is stopped too,
+        with ``signal`` (e.g. ``"SIGKILL"``; Celery's default ``SIGTERM``); its followers get
+        ``on_revoked``. ``token``: the task's subscription token (default: the one this client got)."""
+        token = token or self.token_for(task_id)
+        if token is None and not terminate:
+            await self._call("revoke_task", task_id)
+            return
+        request: dict[str, Any] = {"task_id": task_id}
+        if token is not None:
+            request["token"] = token
+        if terminate:
+            request["terminate"] = True
+            if signal is not None:
+                request["signal"] = signal
+        await self._call("revoke_task", request)
+
+    async def info(self, task_id: str, *, token: str | None = None) -> TaskInfo:
+        """The task's state and result, from the gateway's result backend; RequestFailed for an
+        id the gateway never issued. ``token``: as for :meth:`revoke`."""
+        token = token or self.token_for(task_id)
+        reference = task_id if token is None else {"task_id": task_id, "token": token}
+        reply = await self._call("task_info", reference)
         return TaskInfo(id=reply["id"], state=reply["state"], result=reply["result"])
 
     async def _on_connect(self) -> None:
@@ -343,74 +336,3 @@ class StirfriedClient:
                 self._early.popitem(last=False)
 
         return dispatch
-
-
-class SyncStirfriedClient:
-    """The same API, blocking: runs a :class:`StirfriedClient` on a private event loop thread."""
-
-    def __init__(self, url: str, **options: Any) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="stirfried-client", daemon=True)
-        self._thread.start()
-        self._client: StirfriedClient = self._wait(self._create(url, options))
-
-    async def _create(self, url: str, options: dict[str, Any]) -> StirfriedClient:
-        return StirfriedClient(url, **options)
-
-    def __enter__(self) -> SyncStirfriedClient:
-        self.connect()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def connect(self) -> None:
-        self._wait(self._client.connect())
-
-    def close(self) -> None:
-        """Disconnect and stop the loop thread."""
-        try:
-            self._wait(self._client.close())
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join()
-            self._loop.close()
-
-    def schedule(self, task_name: str, *args: Any, **options: Any) -> str:
-        return self._wait(self._client.schedule(task_name, *args, **options))
-
-    def run(
-        self,
-        task_name: str,
-        *args: Any,
-        on_progress: Callable[[Progress], None] | None = None,
-        **options: Any,
-    ) -> Any:
-        """Schedule and wait; ``on_progress`` runs on the client's loop thread."""
-        return self._wait(self._client.run(task_name, *args, on_progress=on_progress, **options))
-
-    def follow(
-        self,
-        task_id: str,
-        token: str | None = None,
-        *,
-        on_progress: Callable[[Progress], None] | None = None,
-        **options: Any,
-    ) -> Any:
-        """Wait for a task scheduled elsewhere, given its subscription token."""
-        return self._wait(self._client.follow(task_id, token, on_progress=on_progress, **options))
-
-    def token_for(self, task_id: str) -> str | None:
-        return self._client.token_for(task_id)
-
-    def revoke(self, task_id: str) -> None:
-        self._wait(self._client.revoke(task_id))
-
-    def info(self, task_id: str) -> TaskInfo:
-        return self._wait(self._client.info(task_id))
-
-    def _wait(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
-        return future.result()

@@ -2,6 +2,7 @@
 
 import { io, type ManagerOptions, type Socket, type SocketOptions } from "socket.io-client";
 
+import { type MyTasksPage, type TaskInfo, type TaskType, parseMyTasksPage, parseTaskTypes } from "./replies.js";
 import {
   ConnectionError,
   ConnectionRefused,
@@ -9,6 +10,17 @@ import {
   StirfriedError,
   TaskTimeout,
 } from "./errors.js";
+import {
+  type ConnectOptions,
+  type FollowOptions,
+  type ListMyTasksOptions,
+  type RevokeOptions,
+  type RunOptions,
+  type ScheduleOptions,
+  type TaskRequestOptions,
+  sessionKey,
+  taskObject,
+} from "./options.js";
 import {
   DEFAULT_EVENT_HISTORY,
   type EventListener,
@@ -31,80 +43,6 @@ const EXPIRED = "the token has expired";
 const TOKEN_LIMIT = 10_000;
 /** Finished (or no longer followed) tasks remembered, so their late or repeated events are dropped, not buffered. */
 const FINISHED_LIMIT = 1000;
-
-/** A client token (JWT), or a function giving one: called on every (re)connection, so it may refresh. */
-export type TokenSource = string | (() => string | Promise<string>);
-
-export interface ConnectOptions {
-  /** A client token for gateways that require one (sent in the Socket.IO `auth` payload). */
-  token?: TokenSource;
-  /** Milliseconds to wait for the connection and for each reply. Default 30 000. */
-  timeout?: number;
-  /**
-   * A Socket.IO parser, e.g. `import * as msgpackParser from "socket.io-msgpack-parser"`
-   * for gateways with `socketio_serializer: msgpack`.
-   */
-  parser?: unknown;
-  /** Headers sent when connecting (Node.js only: browsers cannot set them on a websocket). */
-  headers?: Record<string, string>;
-  /** Events kept per task ({@link TaskView.events}); default 1000. */
-  eventHistory?: number;
-  /** Anything else for socket.io-client's `io(url, options)` (path, transports, reconnection delays...). */
-  socketOptions?: Partial<ManagerOptions & SocketOptions>;
-}
-
-/** Options of {@link StirfriedClient.schedule}. More (countdown, queue, idempotency key) may come. */
-export interface ScheduleOptions {
-  /** Task objects (without `chain`) to run after this one (applied in reverse order, as Stirfried 0.7.0). */
-  chain?: ChainedTask[];
-  /** The room to send events to (honoured with `stirfried_custom_rooms`, or the sentinel room). */
-  room?: string;
-  /** Give up waiting for the gateway's reply (the task may still have been scheduled). */
-  signal?: AbortSignal;
-  /** Called with every event, in order and each once (from the first). */
-  onEvent?: EventListener;
-  /** Called with every `on_progress` event, in order. */
-  onProgress?: (progress: Progress) => void;
-}
-
-export interface ChainedTask {
-  task_name: string;
-  args?: unknown[];
-  kwargs?: Record<string, unknown>;
-  room?: string;
-}
-
-/** Options of {@link StirfriedClient.run}: those of `schedule`, and how long to wait. */
-export interface RunOptions extends ScheduleOptions {
-  /**
-   * Milliseconds to wait for the result once the task is scheduled (default: the
-   * client's `timeout`); `0` or `Infinity`: no limit.
-   */
-  timeout?: number;
-}
-
-export interface FollowOptions {
-  /** Replay the events after this `event_id` (default 0: all that are logged). */
-  after?: number;
-  onEvent?: EventListener;
-  onProgress?: (progress: Progress) => void;
-  signal?: AbortSignal;
-}
-
-/** Options of {@link StirfriedClient.revoke} and {@link StirfriedClient.info}. */
-export interface TaskRequestOptions {
-  /** The task's subscription token (default: the one this client got when it scheduled or followed it). */
-  token?: string;
-  /** Give up waiting for the reply. */
-  signal?: AbortSignal;
-}
-
-/** A task's state from the gateway's result backend (`task_info`). */
-export interface TaskInfo {
-  id: string;
-  state: string;
-  result: unknown;
-}
 
 export type ConnectionListener = (info: { reconnected: boolean }) => void;
 export type DisconnectListener = (reason: string) => void;
@@ -173,6 +111,7 @@ export class StirfriedClient {
     this.#eventHistory = options.eventHistory ?? DEFAULT_EVENT_HISTORY;
     const { token } = options;
     this.#refreshableToken = typeof token === "function";
+    const session = sessionKey(options.session, token === undefined);
     const socketOptions: Partial<ManagerOptions & SocketOptions> = {
       // WebSocket first (no sticky sessions needed); HTTP long-polling if it cannot connect.
       transports: ["websocket", "polling"],
@@ -180,18 +119,20 @@ export class StirfriedClient {
       timeout: this.timeout,
       ...(options.parser ? { parser: options.parser } : {}),
       ...(options.headers ? { extraHeaders: options.headers } : {}),
-      ...(token === undefined
+      ...(token === undefined && session === undefined
         ? {}
         : {
             auth: (callback: (data: object) => void) => {
-              if (typeof token === "string") return callback({ token });
+              const base = session === undefined ? {} : { session };
+              if (token === undefined) return callback(base);
+              if (typeof token === "string") return callback({ ...base, token });
               Promise.resolve()
                 .then(token)
                 .then(
-                  (value) => callback({ token: value }),
+                  (value) => callback({ ...base, token: value }),
                   (error: unknown) => {
                     this.#emit("error", new StirfriedError(`the token function failed: ${String(error)}`));
-                    callback({});
+                    callback(base);
                   },
                 );
             },
@@ -244,7 +185,8 @@ export class StirfriedClient {
   /**
    * Schedule a task; resolves to its {@link TaskHandle} once the gateway accepted it.
    * Rejects with {@link RequestFailed} carrying the gateway's message (unknown field,
-   * task not allowed, rate limit...).
+   * task not allowed, no live worker serves it, option not allowed, rate limit...).
+   * With an `idempotencyKey` the gateway already saw, resolves to the first task's handle.
    */
   async schedule(
     taskName: string,
@@ -252,18 +194,45 @@ export class StirfriedClient {
     kwargs: Record<string, unknown> = {},
     options: ScheduleOptions = {},
   ): Promise<TaskHandle> {
-    const task: Record<string, unknown> = { task_name: taskName, args, kwargs };
-    if (options.chain !== undefined) task.chain = options.chain;
-    if (options.room !== undefined) task.room = options.room;
-    const reply = await this.#call("send_task", task, options.signal);
+    const reply = await this.#call("send_task", taskObject(taskName, args, kwargs, options), options.signal);
     const taskId = reply.data;
     if (typeof taskId !== "string") throw new StirfriedError(`unexpected reply to send_task: ${JSON.stringify(reply)}`);
     const token = typeof reply.token === "string" ? reply.token : undefined;
     if (token !== undefined) remember(this.#tokens, taskId, token, TOKEN_LIMIT);
+    const existing = this.#tasks.get(taskId);
+    if (existing) {
+      attach(existing, options); // a replayed submission of a task this client follows
+      return existing;
+    }
     const handle = new TaskHandle(this, taskId, taskName, token, 0, this.#eventHistory);
     attach(handle, options);
     this.#track(handle);
+    if (reply.replayed === true && this.#finished.delete(taskId) && !handle.finished) {
+      // A replayed submission is the first task, whose events the gateway replays from the
+      // start; this client had finished following it, so it dropped them: ask again.
+      await this.#call("subscribe_task", subscription(handle), options.signal);
+    }
     return handle;
+  }
+
+  /**
+   * The tasks this client may schedule that live workers serve (the gateway's catalog),
+   * by name: each with its docstring, signature and a JSON Schema of its arguments.
+   */
+  async listTasks(options: { signal?: AbortSignal } = {}): Promise<TaskType[]> {
+    return parseTaskTypes(await this.#call("list_tasks", {}, options.signal));
+  }
+
+  /**
+   * This caller's recent tasks, newest first, a page at a time: by the token's subject;
+   * on an anonymous gateway by the `session` key (else this connection's only). Follow
+   * the unfinished ones again with `client.follow(task.id, task.token)`.
+   */
+  async listMyTasks(options: ListMyTasksOptions = {}): Promise<MyTasksPage> {
+    const request: Record<string, unknown> = {};
+    if (options.limit !== undefined) request.limit = options.limit;
+    if (options.cursor !== undefined) request.cursor = options.cursor;
+    return parseMyTasksPage(await this.#call("list_my_tasks", request, options.signal));
   }
 
   /**
@@ -299,11 +268,11 @@ export class StirfriedClient {
     }
     const effectiveToken = token ?? this.#tokens.get(taskId);
     const after = options.after ?? 0;
-    const handle = new TaskHandle(this, taskId, undefined, effectiveToken, after, this.#eventHistory);
+    const handle = new TaskHandle(this, taskId, undefined, effectiveToken, after, this.#eventHistory, options.epoch);
     attach(handle, options);
     this.#track(handle); // before subscribing: the replay can overtake the reply
     try {
-      await this.#call("subscribe_task", { task_id: taskId, after, token: effectiveToken }, options.signal);
+      await this.#call("subscribe_task", subscription(handle), options.signal);
     } catch (error) {
       this.#untrack(handle);
       throw error;
@@ -317,12 +286,18 @@ export class StirfriedClient {
   }
 
   /**
-   * Revoke a task: a worker drops it if it has not started; a running task runs on.
-   * `token`: the task's subscription token (default: the one this client got for it),
-   * needed by gateways that require client tokens.
+   * Revoke a task: a worker drops it if it has not started; a running task runs on,
+   * unless `terminate` (where the gateway allows it). `token`: the task's subscription
+   * token (default: the one this client got for it), needed by gateways that require client tokens.
    */
-  async revoke(taskId: string, options: TaskRequestOptions = {}): Promise<void> {
-    await this.#call("revoke_task", this.#reference(taskId, options.token), options.signal);
+  async revoke(taskId: string, options: RevokeOptions = {}): Promise<void> {
+    let request = this.#reference(taskId, options.token);
+    if (options.terminate) {
+      request = typeof request === "string" ? { task_id: request } : { ...request };
+      request.terminate = true;
+      if (options.killSignal !== undefined) request.signal = options.killSignal;
+    }
+    await this.#call("revoke_task", request, options.signal);
   }
 
   /** The task's state and result from the gateway's result backend (`token` as for {@link revoke}). */
@@ -339,7 +314,7 @@ export class StirfriedClient {
     if (this.socket.connected) this.socket.emit("unsubscribe_task", handle.id, () => {});
   }
 
-  #reference(taskId: string, token?: string): string | { task_id: string; token: string } {
+  #reference(taskId: string, token?: string): string | Record<string, unknown> {
     const known = token ?? this.#tokens.get(taskId) ?? this.#tasks.get(taskId)?.token;
     return known === undefined ? taskId : { task_id: taskId, token: known };
   }
@@ -395,9 +370,8 @@ export class StirfriedClient {
   }
 
   async #resubscribe(handle: TaskHandle): Promise<void> {
-    const request = { task_id: handle.id, after: handle.lastEventId, token: handle.token };
     try {
-      await this.#call("subscribe_task", request);
+      await this.#call("subscribe_task", subscription(handle));
     } catch (error) {
       if (this.#tasks.get(handle.id) !== handle || !(error instanceof RequestFailed)) return;
       // The gateway will not send this task's events any more (e.g. its token is refused).
@@ -524,14 +498,15 @@ export class TaskHandle extends TaskView {
     token: string | undefined,
     after: number,
     eventHistory: number,
+    epoch?: string,
   ) {
-    super(id, name, after, eventHistory);
+    super(id, name, after, eventHistory, epoch);
     this.#client = client;
     this.token = token;
   }
 
-  /** Revoke the task: a worker drops it if it has not started; a running task runs on. */
-  revoke(options: Omit<TaskRequestOptions, "token"> = {}): Promise<void> {
+  /** Revoke the task: a worker drops it if it has not started; a running task runs on unless `terminate`. */
+  revoke(options: Omit<RevokeOptions, "token"> = {}): Promise<void> {
     return this.#client.revoke(this.id, { ...options, token: this.token });
   }
 
@@ -558,6 +533,13 @@ function attach(handle: TaskView, options: { onEvent?: EventListener; onProgress
       }
     });
   }
+}
+
+/** `subscribe_task`'s request: the events after the last one seen, of the log that numbered it. */
+function subscription(handle: TaskHandle): Record<string, unknown> {
+  const request: Record<string, unknown> = { task_id: handle.id, after: handle.lastEventId, token: handle.token };
+  if (handle.epoch !== undefined) request.epoch = handle.epoch;
+  return request;
 }
 
 function remember<K, V>(map: Map<K, V>, key: K, value: V, limit: number): void {

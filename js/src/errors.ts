@@ -64,10 +64,23 @@ export class TaskFailed extends StirfriedError {
   }
 }
 
-/** A worker dropped the task because it was revoked before it started. */
+/**
+ * The task was revoked (its final event was `on_revoked`): a worker dropped it before it
+ * started, or it `expired` while queued, or it was `terminated` while it ran.
+ */
 export class TaskRevoked extends TaskFailed {
-  constructor(taskId: string, taskName: string) {
-    super(taskId, taskName, "the task was revoked");
+  readonly terminated: boolean;
+  readonly expired: boolean;
+
+  constructor(taskId: string, taskName: string, { terminated = false, expired = false } = {}) {
+    const reason = terminated
+      ? "the task was terminated"
+      : expired
+        ? "the task expired before it started"
+        : "the task was revoked";
+    super(taskId, taskName, reason);
+    this.terminated = terminated;
+    this.expired = expired;
   }
 }
 

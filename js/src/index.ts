@@ -9,20 +9,21 @@
  * ```
  */
 
+export { connect, DEFAULT_TIMEOUT, StirfriedClient, TaskHandle } from "./client.js";
 export {
-  connect,
-  DEFAULT_TIMEOUT,
-  StirfriedClient,
-  TaskHandle,
+  type CeleryOptions,
   type ChainedTask,
   type ConnectOptions,
   type FollowOptions,
+  type ListMyTasksOptions,
+  type RevokeOptions,
   type RunOptions,
   type ScheduleOptions,
-  type TaskInfo,
   type TaskRequestOptions,
   type TokenSource,
-} from "./client.js";
+} from "./options.js";
+export { type JsonSchema, type MyTask, type MyTasksPage, type TaskInfo, type TaskType } from "./replies.js";
+export { SESSION_STORAGE_KEY, createSessionKey } from "./session.js";
 export {
   ConnectionError,
   ConnectionRefused,

@@ -11,7 +11,8 @@
 
 import { useCallback, useEffect, useRef, useState, useSyncExternalStore } from "react";
 
-import type { ScheduleOptions, StirfriedClient, TaskHandle } from "./client.js";
+import type { StirfriedClient, TaskHandle } from "./client.js";
+import type { ScheduleOptions } from "./options.js";
 import { type EventSourceFollowOptions, type EventSourceTask, followWithEventSource } from "./sse.js";
 import type { TaskSnapshot, TaskView } from "./task.js";
 
@@ -29,6 +30,7 @@ const NO_TASK: TaskSnapshot = Object.freeze({
   retries: 0,
   finished: false,
   lastEventId: 0,
+  epoch: undefined,
   startedAt: undefined,
   finishedAt: undefined,
   events: Object.freeze([]),

@@ -22,6 +22,8 @@ export interface BasePayload {
   task_name: string;
   /** 1, 2, 3, ... per task, in the order the task emitted them. */
   event_id: number;
+  /** The log that numbered them; a new one (Redis lost the log) starts again at 1. */
+  epoch?: string;
   /** Seconds since the epoch, from the worker. */
   timestamp: number;
   /** Set on a final event built from the result backend after the task's event log expired. */
@@ -100,6 +102,8 @@ export interface TaskSnapshot {
   finished: boolean;
   /** The highest `event_id` seen. */
   lastEventId: number;
+  /** The `epoch` of the log that numbered `lastEventId` (sent with it when resubscribing). */
+  epoch: string | undefined;
   /**
    * When the task started (its `on_started`, else its first event) and finished (its
    * final event): milliseconds since the epoch, from the worker's clock.
@@ -136,7 +140,17 @@ export class TaskView {
   #historyLimit: number;
   #einfo: string | null = null;
 
-  constructor(id: string, name: string | undefined, after = 0, historyLimit = DEFAULT_EVENT_HISTORY) {
+  /**
+   * @param after events up to this `event_id` count as seen...
+   * @param epoch ...if numbered by the log of this `epoch` (a new log's are all new).
+   */
+  constructor(
+    id: string,
+    name: string | undefined,
+    after = 0,
+    historyLimit = DEFAULT_EVENT_HISTORY,
+    epoch?: string,
+  ) {
     this.id = id;
     this.#name = name;
     this.#historyLimit = historyLimit;
@@ -148,6 +162,7 @@ export class TaskView {
       retries: 0,
       finished: false,
       lastEventId: after,
+      epoch,
       startedAt: undefined,
       finishedAt: undefined,
       events: [],
@@ -175,6 +190,11 @@ export class TaskView {
 
   get lastEventId(): number {
     return this.#snapshot.lastEventId;
+  }
+
+  /** The `epoch` of the log that numbered the events seen ({@link TaskSnapshot.epoch}). */
+  get epoch(): string | undefined {
+    return this.#snapshot.epoch;
   }
 
   get finished(): boolean {
@@ -271,20 +291,23 @@ export class TaskView {
   }
 
   /**
-   * Take one event from the gateway; drops it if its `event_id` was already seen.
-   * Returns whether it was new.
+   * Take one event from the gateway; drops it if its `event_id` was already seen
+   * (unless a new log, another `epoch`, numbered it). Returns whether it was new.
    * @internal
    */
   _deliver(name: string, payload: BasePayload): boolean {
     const previous = this.#snapshot;
     if (previous.finished) return false;
     const eventId = typeof payload.event_id === "number" ? payload.event_id : undefined;
-    if (eventId !== undefined && eventId <= previous.lastEventId) return false;
+    const epoch = typeof payload.epoch === "string" ? payload.epoch : undefined;
+    const newLog = epoch !== undefined && previous.epoch !== undefined && epoch !== previous.epoch;
+    if (eventId !== undefined && eventId <= previous.lastEventId && !newLog) return false;
     const event = { name, id: eventId ?? previous.lastEventId, payload } as TaskEvent;
     this.#name ??= typeof payload.task_name === "string" ? payload.task_name : undefined;
     const next: TaskSnapshot = {
       ...previous,
       lastEventId: eventId ?? previous.lastEventId,
+      epoch: eventId !== undefined && epoch !== undefined ? epoch : previous.epoch,
       events: appendBounded(previous.events, event, this.#historyLimit),
       startedAt: previous.startedAt ?? eventTime(payload),
     };
@@ -364,7 +387,10 @@ export class TaskView {
         next.finished = true;
         next.finishedAt = eventTime(event.payload);
         next.state = "REVOKED";
-        next.error = new TaskRevoked(this.id, name);
+        next.error = new TaskRevoked(this.id, name, {
+          terminated: event.payload.terminated === true,
+          expired: event.payload.expired === true,
+        });
         break;
     }
   }

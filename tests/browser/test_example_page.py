@@ -134,16 +134,23 @@ def wait_until(driver: WebDriver, condition: Any, timeout: float = 30) -> Any:
     return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda _: condition())
 
 
-def send(driver: WebDriver, task_name: str, args: str) -> WebElement:
-    """Schedule a task from the form; return its new row."""
+def send(driver: WebDriver, task_name: str, **arguments: str) -> WebElement:
+    """Schedule a task from the form, its argument fields filled in; return its new row."""
     before = len(driver.find_elements(By.CSS_SELECTOR, "#tasks tbody tr"))
+    wait_until(driver, lambda: driver.find_element(By.ID, "task-name").is_enabled())  # the catalog is in
     Select(driver.find_element(By.ID, "task-name")).select_by_value(task_name)
-    field = driver.find_element(By.ID, "task-args")
-    field.clear()
-    field.send_keys(args)
+    for name, value in arguments.items():
+        field = driver.find_element(By.ID, f"arg-{name}")
+        field.clear()
+        field.send_keys(value)
     driver.find_element(By.ID, "send").click()
     wait_until(driver, lambda: len(driver.find_elements(By.CSS_SELECTOR, "#tasks tbody tr")) > before)
     row: WebElement = driver.find_elements(By.CSS_SELECTOR, "#tasks tbody tr")[0]  # newest first
+    return row
+
+
+def row_of(driver: WebDriver, task_id: str | None) -> WebElement:
+    row: WebElement = driver.find_element(By.CSS_SELECTOR, f'#tasks tbody tr[data-task-id="{task_id}"]')
     return row
 
 
@@ -159,7 +166,7 @@ def open_page(browser: WebDriver, gateway: GatewayProcess) -> None:
 def test_progress_task_fills_the_bar_and_shows_the_result(browser, gateway_process):
     open_page(browser, gateway_process)
 
-    row = send(browser, "count_to", "[5]")
+    row = send(browser, "count_to", total="5")
 
     wait_until(browser, lambda: text_of(row, "state") == "SUCCESS")
     bar = row.find_element(By.TAG_NAME, "progress")
@@ -171,7 +178,7 @@ def test_progress_task_fills_the_bar_and_shows_the_result(browser, gateway_proce
 def test_failing_task_shows_its_error(browser, gateway_process):
     open_page(browser, gateway_process)
 
-    row = send(browser, "fail", '["the disk is full"]')
+    row = send(browser, "fail", message="the disk is full")
 
     wait_until(browser, lambda: text_of(row, "state") == "FAILURE")
     wait_until(browser, lambda: text_of(row, "result") == "ValueError: the disk is full")
@@ -179,9 +186,9 @@ def test_failing_task_shows_its_error(browser, gateway_process):
 
 def test_revoked_queued_task_never_runs(browser, gateway_process):
     open_page(browser, gateway_process)
-    blockers = [send(browser, "sleep", "[2]") for _ in range(2)]  # both worker processes busy
+    blockers = [send(browser, "sleep", seconds="2") for _ in range(2)]  # both worker processes busy
 
-    queued = send(browser, "add", "[1, 2]")
+    queued = send(browser, "add", x="1", y="2")
     queued.find_element(By.CSS_SELECTOR, "button.revoke").click()
     wait_until(browser, lambda: text_of(queued, "result") == "revoke requested")
     for blocker in blockers:
@@ -197,7 +204,7 @@ def test_revoked_queued_task_never_runs(browser, gateway_process):
 
 def test_page_reports_a_gateway_restart_and_recovers(browser, gateway_process):
     open_page(browser, gateway_process)
-    running = send(browser, "count_to", "[10]")  # 0.3 s per step
+    running = send(browser, "count_to", total="10")  # 0.3 s per step
     wait_until(browser, lambda: text_of(running, "state") == "PROGRESS")
 
     gateway_process.stop()
@@ -211,14 +218,14 @@ def test_page_reports_a_gateway_restart_and_recovers(browser, gateway_process):
     assert text_of(running, "progress").startswith("100% step 10 of 10")
     assert text_of(running, "result") == "10"
 
-    row = send(browser, "add", "[20, 22]")
+    row = send(browser, "add", x="20", y="22")
     wait_until(browser, lambda: text_of(row, "result") == "42")
 
 
 def test_finished_task_shows_start_and_duration_and_cannot_be_revoked(browser, gateway_process):
     open_page(browser, gateway_process)
 
-    row = send(browser, "count_to", "[4]")
+    row = send(browser, "count_to", total="4")
     revoke = row.find_element(By.CSS_SELECTOR, "button.revoke")
     assert revoke.is_enabled()
     wait_until(browser, lambda: text_of(row, "state") == "SUCCESS")
@@ -232,7 +239,7 @@ def test_finished_task_shows_start_and_duration_and_cannot_be_revoked(browser, g
 
 def test_revoking_a_running_task_says_it_keeps_running(browser, gateway_process):
     open_page(browser, gateway_process)
-    row = send(browser, "count_to", "[4]")
+    row = send(browser, "count_to", total="4")
     wait_until(browser, lambda: text_of(row, "state") == "PROGRESS")
     # a state other than SUCCESS/FAILURE has its own colour
     progress_colour = row.find_element(By.CSS_SELECTOR, "td.state").value_of_css_property("color")
@@ -248,7 +255,7 @@ def test_revoking_a_running_task_says_it_keeps_running(browser, gateway_process)
 def test_page_loads_without_errors_and_fits_a_narrow_screen(browser, gateway_process):
     browser.set_window_size(400, 800)
     open_page(browser, gateway_process)
-    row = send(browser, "add", "[1, 2]")
+    row = send(browser, "add", x="1", y="2")
     wait_until(browser, lambda: text_of(row, "result") == "3")
 
     # no request failed (a favicon 404 would show here) and no script error
@@ -260,6 +267,51 @@ def test_page_loads_without_errors_and_fits_a_narrow_screen(browser, gateway_pro
         assert element.is_displayed()
         box = element.rect
         assert box["x"] >= 0 and box["x"] + box["width"] <= width
+
+
+def test_the_form_is_built_from_the_catalog_of_the_example_worker(browser, gateway_process):
+    open_page(browser, gateway_process)
+    picker = browser.find_element(By.ID, "task-name")
+    wait_until(browser, picker.is_enabled)
+
+    # The catalog is the fleet's: other tests' workers on the same Redis may serve more.
+    options = [option.get_attribute("value") or "" for option in Select(picker).options]
+    assert options == sorted(options)
+    assert {"add", "count_to", "fail", "flaky", "sleep"} <= set(options)
+    Select(picker).select_by_value("count_to")
+    assert browser.find_element(By.ID, "task-doc").text.startswith("Count to")
+    total, delay = browser.find_element(By.ID, "arg-total"), browser.find_element(By.ID, "arg-delay")
+    assert (total.get_attribute("type"), total.get_attribute("step"), total.get_attribute("value")) == (
+        "number", "1", "10",
+    )  # fmt: skip
+    assert (delay.get_attribute("step"), delay.get_attribute("value")) == ("any", "0.3")
+    fields = browser.find_elements(By.CSS_SELECTOR, "#task-fields input")
+    assert [field.get_attribute("name") for field in fields] == ["total", "delay"]  # the signature's order
+    Select(picker).select_by_value("add")
+    x = browser.find_element(By.ID, "arg-x")
+    assert x.get_attribute("required") == "true" and x.get_attribute("value") == ""
+    assert "*" in x.find_element(By.XPATH, "..").text  # marked required in its label
+
+
+def test_my_tasks_are_listed_after_a_reload_and_running_ones_followed_again(browser, gateway_process):
+    open_page(browser, gateway_process)
+    finished = send(browser, "add", x="2", y="3")
+    wait_until(browser, lambda: text_of(finished, "result") == "5")
+    running = send(browser, "count_to", total="8")  # 0.3 s per step
+    wait_until(browser, lambda: text_of(running, "state") == "PROGRESS")
+    finished_id, running_id = finished.get_attribute("data-task-id"), running.get_attribute("data-task-id")
+
+    browser.refresh()
+    open_page(browser, gateway_process)
+
+    wait_until(browser, lambda: len(browser.find_elements(By.CSS_SELECTOR, "#tasks tbody tr")) == 2)
+    rows = browser.find_elements(By.CSS_SELECTOR, "#tasks tbody tr")
+    assert [row.get_attribute("data-task-id") for row in rows] == [running_id, finished_id]  # newest first
+    assert text_of(row_of(browser, finished_id), "name") == "add"
+    wait_until(browser, lambda: text_of(row_of(browser, finished_id), "result") == "5")
+    wait_until(browser, lambda: text_of(row_of(browser, running_id), "state") == "SUCCESS")
+    assert text_of(row_of(browser, running_id), "result") == "8"
+    assert text_of(row_of(browser, running_id), "progress").startswith("100% step 8 of 8")
 
 
 def readme_web_page() -> str:
@@ -331,7 +383,7 @@ def test_page_speaks_msgpack_to_a_msgpack_gateway(browser, example_config, tmp_p
     try:
         open_page(browser, gateway)
         assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-serializer") == "msgpack"
-        row = send(browser, "count_to", "[2]")
+        row = send(browser, "count_to", total="2")
         wait_until(browser, lambda: text_of(row, "result") == "2")
     finally:
         gateway.stop()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from stirfried import protocol
-from stirfried.client import _TaskWatch
+from stirfried.client_watch import TaskWatch
 
 
 def progress(event_id: int, epoch: str, current: int) -> dict[str, object]:
@@ -15,7 +15,7 @@ def progress(event_id: int, epoch: str, current: int) -> dict[str, object]:
 
 async def test_a_new_epoch_restarts_the_count_of_events_seen():
     seen: list[int] = []
-    watch = _TaskWatch(lambda update: seen.append(update.current), token="tok")
+    watch = TaskWatch(lambda update: seen.append(update.current), token="tok")
 
     for event in (progress(1, "aa", 1), progress(2, "aa", 2), progress(2, "aa", 2)):
         await watch.handle(protocol.ON_PROGRESS, event)

@@ -121,3 +121,25 @@ test("an expired fixed token gives the gateway's message", async () => {
     client.close();
   }
 });
+
+test("listMyTasks lists the token subject's tasks, from any of its connections", async () => {
+  const subject = `js-mine-${Date.now()}`;
+  const first = await connect(gateway.url, { token: mintToken(600, { sub: subject }), timeout: 15_000 });
+  const second = await connect(gateway.url, { token: () => mintToken(600, { sub: subject }), timeout: 15_000 });
+  const stranger = await connect(gateway.url, { token: mintToken(600, { sub: `${subject}-other` }), timeout: 15_000 });
+  try {
+    const task = await first.schedule("add", [1, 1]);
+    await task.result();
+    const { tasks } = await second.listMyTasks();
+    assert.deepEqual(
+      tasks.map((mine) => [mine.id, mine.name]),
+      [[task.id, "add"]],
+    );
+    assert.deepEqual((await stranger.listMyTasks()).tasks, []);
+    assert.ok((await second.listTasks()).some((entry) => entry.name === "add"));
+  } finally {
+    first.close();
+    second.close();
+    stranger.close();
+  }
+});

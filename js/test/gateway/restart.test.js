@@ -27,6 +27,10 @@ test("events before and after a gateway restart all arrive, each exactly once", 
   client.on("connect", (info) => connections.push(info.reconnected ? "reconnected" : "connected"));
   const disconnects = [];
   client.on("disconnect", (reason) => disconnects.push(reason));
+  const subscriptions = [];
+  client.socket.onAnyOutgoing((event, request) => {
+    if (event === "subscribe_task") subscriptions.push(request);
+  });
 
   const seen = [];
   const progress = [];
@@ -68,6 +72,12 @@ test("events before and after a gateway restart all arrive, each exactly once", 
     followed.events.map((event) => event.id),
     Array.from({ length: 16 }, (_, index) => index + 1),
   );
+
+  // It resubscribed to both after the last event it saw, of the log that numbered it.
+  const resubscriptions = subscriptions.filter((request) => request.after > 0);
+  assert.equal(resubscriptions.length, 2);
+  for (const request of resubscriptions) assert.match(request.epoch, /^[0-9a-f]+$/);
+  assert.equal(followed.epoch, resubscriptions.find((request) => request.task_id === followedId).epoch);
 
   // The client works as before on its new connection.
   assert.equal(await client.run("add", [20, 22]), 42);

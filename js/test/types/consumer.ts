@@ -1,11 +1,15 @@
 // Type-checked as a consumer sees the package (its exports and .d.ts files), not run.
 import {
   ConnectionRefused,
+  type MyTask,
   type Progress,
   type TaskEvent,
   TaskFailed,
+  TaskRevoked,
+  type TaskType,
   TaskTimeout,
   connect,
+  createSessionKey,
   followWithEventSource,
 } from "stirfried-client";
 import { connect as connectFromBundle } from "stirfried-client/browser";
@@ -30,6 +34,21 @@ export async function example(): Promise<void> {
     if (error instanceof TaskTimeout || error instanceof ConnectionRefused) return error.message;
     return undefined;
   });
+  const catalog: TaskType[] = await client.listTasks();
+  const schema = catalog[0]?.parameters.properties?.x?.type;
+  const page = await client.listMyTasks({ limit: 5, cursor: "c" });
+  const mine: MyTask | undefined = page.tasks[0];
+  const next: string | null = page.next;
+  await client.schedule("add", [1, 2], {}, {
+    countdown: 2, eta: new Date(), expires: "2030-01-01T00:00:00Z", priority: 3, queue: "q", idempotencyKey: "k",
+    chain: [{ task_name: "add", args: [3], countdown: 1, queue: "q" }],
+  });
+  await client.revoke(id, { terminate: true, killSignal: "SIGKILL" });
+  await task.revoke({ terminate: true });
+  const resumed = await client.follow(id, mine?.token ?? undefined, { after: task.lastEventId, epoch: task.epoch });
+  resumed.result().catch((error: unknown) => (error instanceof TaskRevoked ? error.terminated : undefined));
+  void [schema, next, mine?.scheduledAt];
+  (await connect("http://127.0.0.1:8000", { session: createSessionKey() })).close();
   const sse = followWithEventSource("", id, "token", { onEvent: (event) => event.id });
   sse.close();
   client.close();

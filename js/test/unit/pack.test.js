@@ -22,7 +22,7 @@ test("npm pack ships ESM, type declarations, README and LICENSE", () => {
     assert.equal(packed.name, "stirfried-client");
     assert.equal(packed.version, manifest.version);
     const files = packed.files.map((file) => file.path).sort();
-    for (const name of ["index", "client", "errors", "react", "sse", "task"]) {
+    for (const name of ["index", "client", "errors", "options", "react", "replies", "session", "sse", "task"]) {
       assert.ok(files.includes(`dist/${name}.js`), `dist/${name}.js`);
       assert.ok(files.includes(`dist/${name}.d.ts`), `dist/${name}.d.ts`);
     }

@@ -74,6 +74,46 @@ test("on_revoked rejects with TaskRevoked", async () => {
   assert.equal(task.state, "REVOKED");
 });
 
+test("a terminated task ends: TaskRevoked says it was terminated, later events are dropped", async () => {
+  const task = new TaskView("t1", "sleep");
+  task._deliver("on_started", base(1));
+  task._deliver("on_revoked", base(2, { terminated: true, expired: false }));
+  const error = await task.result().catch((e) => e);
+  assert.ok(error instanceof TaskRevoked);
+  assert.equal(error.terminated, true);
+  assert.equal(error.expired, false);
+  assert.equal(error.message, "task sleep (t1) failed: the task was terminated");
+  assert.equal(task.finished, true);
+  assert.equal(task._deliver("on_return", base(3, { status: "FAILURE", retval: null })), false);
+});
+
+test("an expired task's TaskRevoked says so", async () => {
+  const task = new TaskView("t1", "add");
+  task._deliver("on_revoked", base(1, { terminated: false, expired: true }));
+  const error = await task.result().catch((e) => e);
+  assert.equal(error.expired, true);
+  assert.match(error.message, /expired before it started/);
+});
+
+test("the epoch of the events seen is kept; a new log's events count from its start", () => {
+  const task = new TaskView("t1", "count_to");
+  const progress = (id, epoch) => base(id, { epoch, current: id, total: 9, info: null });
+  task._deliver("on_progress", progress(1, "aa"));
+  task._deliver("on_progress", progress(2, "aa"));
+  assert.equal(task._deliver("on_progress", progress(2, "aa")), false);
+  assert.equal(task.epoch, "aa");
+  // Redis lost the log: the task's next event is number 1 of a new one.
+  assert.equal(task._deliver("on_progress", progress(1, "bb")), true);
+  assert.equal(task._deliver("on_progress", progress(1, "bb")), false);
+  assert.deepEqual([task.lastEventId, task.epoch, task.getSnapshot().epoch], [1, "bb", "bb"]);
+});
+
+test("following after N of a known epoch ignores that log's events up to N, not a new log's", () => {
+  const task = new TaskView("t1", "count_to", 2, 1000, "aa");
+  assert.equal(task._deliver("on_started", base(2, { epoch: "aa" })), false);
+  assert.equal(task._deliver("on_started", base(2, { epoch: "bb" })), true);
+});
+
 test("result() times out and can be aborted; the task is still followed", async () => {
   const task = new TaskView("t1", "sleep");
   await assert.rejects(task.result({ timeout: 20 }), TaskTimeout);
