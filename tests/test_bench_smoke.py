@@ -21,6 +21,11 @@ SCENARIOS = {
 }  # fmt: skip
 OURS_ONLY = {"celery_send_task_floor", "event_log_on", "event_log_off", "socketio_manager_publish"}
 SCALE_OUT = {"idle_gateway_b", "per_event_1_gateways", "per_event_2_gateways", "per_event_4_gateways"}
+SUBMIT_COSTS = {
+    "http_c32_catalog_on", "http_c32_catalog_off", "http_c32_idempotency_keys",
+    "catalog_read_1_workers", "catalog_read_100_workers", "catalog_read_100_workers_distinct",
+    "inspect_registered",
+}  # fmt: skip
 
 
 @pytest.mark.network
@@ -36,7 +41,7 @@ def test_benchmark_smoke_run_measures_both_systems(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(output.read_text())
     ours, theirs = report["results"], report["against"]["results"]
-    assert set(ours) == SCENARIOS | OURS_ONLY | SCALE_OUT
+    assert set(ours) == SCENARIOS | OURS_ONLY | SCALE_OUT | SUBMIT_COSTS
     assert set(theirs) == SCENARIOS | SCALE_OUT
     assert set(report["cluster"]) == SCALE_OUT | {"end_to_end_add", "progress_flood"}
     assert set(report["paired_end_to_end"]) == {"ours", "theirs"}
@@ -48,4 +53,5 @@ def test_benchmark_smoke_run_measures_both_systems(tmp_path):
         assert results["progress_flood"]["lost"] == 0 and results["progress_flood"]["in_order"]
         assert results["idle_clients"]["clients"] == 50
     assert len(report["comparison"]) == 13
+    assert "submit costs (HTTP c32): catalog check on / off" in result.stdout
     assert "HTTP submissions/s (c32)" in result.stdout and "stirfried==0.7.0" in result.stdout
