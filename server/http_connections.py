@@ -19,7 +19,13 @@ the gateway serves every connection with a subclass of that handler:
   client that trickles its head gets a 408 and is disconnected; a connection that
   sends nothing is closed;
 - an idle keep-alive connection is closed after ``KEEPALIVE_TIMEOUT`` seconds, longer
-  than a reverse proxy's (nginx's and AWS load balancers' are 60 s).
+  than a reverse proxy's (nginx's and AWS load balancers' are 60 s);
+- one address holds at most ``SOCKETS_PER_CONNECTION`` times
+  ``stirfried_max_connections_per_ip`` TCP connections (a Socket.IO client polling holds
+  two, a browser keeps a few more alive for its HTTP calls); a connection beyond that gets
+  a 429 and is closed before anything is read from it. Trusted proxies carry many
+  clients' connections and are not capped; the addresses behind them are, by the
+  Socket.IO and SSE limits.
 
 aiohttp has no option to choose the handler class (``web.Server`` makes a
 ``RequestHandler``), so :class:`GatewayServer` makes ours and :class:`GatewayRunner`
@@ -43,13 +49,16 @@ from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
 from stirfried.server import replies
-from stirfried.server.errors import Refusal, Refused, RequestTimeout, http_reply
+from stirfried.server.app_keys import CONFIG
+from stirfried.server.errors import RateLimited, Refusal, Refused, RequestTimeout, http_reply
+from stirfried.server.limits import ConnectionCounter
 from stirfried.server.logs import one_line
 
 logger = logging.getLogger(__name__)
 
 HEADER_TIMEOUT = 10.0
 KEEPALIVE_TIMEOUT = 75.0
+SOCKETS_PER_CONNECTION = 4
 # A parser message quotes the offending line; the reply names the problem, not all of it.
 MAX_DESCRIPTION = 300
 
@@ -66,19 +75,33 @@ def describe(error: HttpProcessingError) -> Refusal:
 class GatewayConnection(RequestHandler):
     """aiohttp's handler of one connection, with the gateway's answers and deadlines."""
 
-    def __init__(self, manager: web.Server, **kwargs: Any) -> None:
+    def __init__(self, manager: web.Server, sockets: SocketsPerAddress | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("keepalive_timeout", KEEPALIVE_TIMEOUT)
         super().__init__(manager, **kwargs)
+        self._sockets = sockets
+        self._peer: str | None = None  # counted in ``sockets`` while the connection is open
         self._head_deadline: asyncio.TimerHandle | None = None
         self._head_started = False  # some bytes of the awaited request's head arrived
         self._body: StreamReader | None = None  # the body of the latest request parsed
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        peer = transport.get_extra_info("peername")
+        address = peer[0] if isinstance(peer, tuple) and peer else None
+        if self._sockets is not None and address is not None:
+            if not self._sockets.open(address):
+                assert self.transport is not None  # set by RequestHandler.connection_made
+                self.transport.write(raw_reply(RateLimited("too many connections from this address")))
+                self.force_close()
+                return
+            self._peer = address
         self._start_head_deadline()
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._stop_head_deadline()
+        if self._sockets is not None and self._peer is not None:
+            self._sockets.close(self._peer)
+            self._peer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -156,21 +179,42 @@ def raw_reply(refusal: Refusal) -> bytes:
     return head.encode() + body
 
 
+class SocketsPerAddress:
+    """Open TCP connections per peer address, capped; trusted proxies are not counted."""
+
+    def __init__(self, limit: int, trusted: frozenset[str]) -> None:
+        self._counter = ConnectionCounter(limit)
+        self._trusted = trusted
+
+    def open(self, address: str) -> bool:
+        """Count a new connection from ``address``; False (and not counted) over the limit."""
+        return address in self._trusted or self._counter.open(address)
+
+    def close(self, address: str) -> None:
+        if address not in self._trusted:
+            self._counter.close(address)
+
+
 class GatewayServer(web.Server):
     """aiohttp's low-level server, serving each connection with a :class:`GatewayConnection`."""
 
+    def __init__(self, *args: Any, sockets: SocketsPerAddress | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sockets = sockets
+
     @classmethod
-    def like(cls, server: web.Server) -> GatewayServer:
+    def like(cls, server: web.Server, sockets: SocketsPerAddress | None = None) -> GatewayServer:
         """The same server (the application's handler, request factory and handler options)."""
         return cls(
             server.request_handler,
             request_factory=server.request_factory,
             handler_cancellation=server.handler_cancellation,
+            sockets=sockets,
             **server._kwargs,
         )
 
     def __call__(self) -> RequestHandler:
-        return GatewayConnection(self, loop=self._loop, **self._kwargs)
+        return GatewayConnection(self, sockets=self.sockets, loop=self._loop, **self._kwargs)
 
 
 class GatewayRunner(web.AppRunner):
@@ -179,4 +223,10 @@ class GatewayRunner(web.AppRunner):
 
     async def _make_server(self) -> web.Server:
         # aiohttp's runs the application's start-up and builds its server.
-        return GatewayServer.like(await super()._make_server())
+        server = await super()._make_server()
+        settings = self.app[CONFIG].stirfried
+        sockets = None
+        if settings.max_connections_per_ip:
+            limit = SOCKETS_PER_CONNECTION * settings.max_connections_per_ip
+            sockets = SocketsPerAddress(limit, frozenset(settings.trusted_proxies))
+        return GatewayServer.like(server, sockets)

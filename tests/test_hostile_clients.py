@@ -184,6 +184,32 @@ async def test_a_hung_result_backend_does_not_stop_publishes(start_gateway, conn
     assert [status for status, _ in published] == [201] * 20, published
 
 
+async def test_a_flood_of_revokes_and_reads_does_not_refuse_other_clients_publishes(
+    start_gateway, connect, http
+):
+    gateway = await start_gateway(stirfried_rate_limit=0)
+    flooder = await connect(gateway)
+    issued = [await flooder.send_task({"task_name": "add", "args": [n, 1]}) for n in range(20)]
+
+    # 600 revokes (each a broadcast every worker processes) and reads in flight at once,
+    # while another client publishes 50 tasks.
+    flood = [
+        flooder.call("revoke_task" if n % 2 else "task_info", issued[n % len(issued)]) for n in range(600)
+    ]
+    publishes = [post_task(http, gateway, {"task_name": "add", "args": [n, 2]}) for n in range(50)]
+    results = await asyncio.gather(*flood, *publishes)
+
+    flood_replies, published = results[:600], results[600:]
+    refused = [reply["data"] for reply in flood_replies if reply.get("status") == "failed"]
+    answered = len(flood_replies) - len(refused)
+    print(
+        f"a flood of 600 revokes and reads: {answered} answered, {600 - answered} refused at once; "
+        f"other client's publishes: {sum(status == 201 for status, _ in published)} of 50 accepted"
+    )
+    assert [status for status, _ in published] == [201] * 50, published
+    assert all("busy" in message for message in refused), refused[:3]
+
+
 # -- cross-site requests ----------------------------------------------------------------
 
 
@@ -363,6 +389,9 @@ async def test_announced_binary_attachments_cannot_pile_up_in_the_gateway(gatewa
         async with http.get(running.url + "/healthz") as response:
             assert response.status == 200
 
+    print(
+        f"one connection announcing a million attachments and sending 30 MB: the gateway grew by {grown / 1e6:.1f} MB"
+    )
     assert grown < 10_000_000, f"the gateway grew by {grown / 1e6:.1f} MB"
     text = log.read_text()
     assert "a client sent a message the gateway refused" in text and "binary attachments" in text
@@ -445,6 +474,46 @@ async def test_sse_streams_count_against_the_connections_per_address(start_gatew
             refused = await third.json()
 
     assert third.status == 429 and "too many connections" in refused["data"]
+
+
+async def test_one_address_cannot_hold_more_sockets_than_its_connections_need(
+    gateway_config, tmp_path, workers
+):
+    import aiohttp
+
+    from tests import services
+
+    config = services.write_config(
+        tmp_path / "gateway.yaml", gateway_config(stirfried_max_connections_per_ip=100)
+    )
+    async with services.gateway_process(config, tmp_path / "gateway.log") as running:
+        port = int(running.url.rsplit(":", 1)[1])
+        # 1,000 sockets from 127.0.0.2 that never send a byte (the same host, another address).
+        sockets = [
+            await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.2", 0)) for _ in range(1000)
+        ]
+        answers = await asyncio.gather(
+            *(asyncio.wait_for(reader.read(), 1) for reader, _ in sockets), return_exceptions=True
+        )
+        refused = [answer for answer in answers if isinstance(answer, bytes)]
+        held = sum(isinstance(answer, TimeoutError) for answer in answers)
+        async with aiohttp.ClientSession() as http:  # everyone else, from 127.0.0.1
+            async with http.get(running.url + "/healthz") as health:
+                healthy = health.status
+        descriptors = len(list(Path(f"/proc/{running.process.pid}/fd").iterdir()))
+        for _, writer in sockets:
+            writer.close()
+        print(
+            f"1,000 idle sockets from one address: {held} held, {len(refused)} refused (429); "
+            f"the gateway held {descriptors} file descriptors; /healthz for others: {healthy}"
+        )
+
+    assert held == 400 and len(refused) == 600  # 4 x stirfried_max_connections_per_ip
+    assert all(
+        answer.startswith(b"HTTP/1.1 429 ") and b"too many connections" in answer for answer in refused
+    )
+    assert healthy == 200
+    assert descriptors < 500
 
 
 async def test_the_gateway_raises_its_open_file_limit(gateway_config, tmp_path, workers):

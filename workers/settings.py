@@ -180,7 +180,8 @@ class StirfriedSettings:
     max_connections_per_ip: int = _setting(
         100,
         "Socket.IO connections and SSE streams one IP address may hold on one gateway process "
-        "(and twice as many Engine.IO sessions). 0: no limit.",
+        "(and twice as many Engine.IO sessions, four times as many TCP connections; trusted proxies' "
+        "own connections are not capped). 0: no limit.",
     )
     trusted_proxies: tuple[str, ...] = _setting(
         (),
