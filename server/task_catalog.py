@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 # ``GET /tasks`` reads again when its snapshot is older than this.
 MAX_LISTING_AGE = 1.0
 
-# KEYS: workers (zset), announcements (hash). Every entry, with its expiry (0: withdrawn).
+# KEYS: workers (zset), announcements (hash). Every entry, with its expiry.
 READ_SCRIPT = """
 local workers = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 if #workers == 0 then return {} end
@@ -138,7 +138,7 @@ class TaskCatalog:
                 await self._script(keys=[protocol.CATALOG_WORKERS_KEY, protocol.CATALOG_ANNOUNCEMENTS_KEY])
             )
             now = time.time()
-            # Withdrawn (a tombstone) or expired: gone. Missing from the read although not
+            # Expired: gone. Missing from the read although not
             # expired: Redis lost it (a restart); the worker's next refresh restores it.
             workers = {
                 name: announcement

@@ -5,8 +5,11 @@ Each worker (its main process) keeps an announcement in the Stirfried Redis:
 
 - its hostname in the sorted set :data:`~stirfried.protocol.CATALOG_WORKERS_KEY`, scored
   by when the announcement expires (``stirfried_catalog_ttl`` from now, refreshed every
-  third of it). A worker that stops scores itself 0, a tombstone gateways act on at once;
-  one that dies expires. (A hostname missing altogether means Redis lost it, e.g. in a
+  third of it). A worker that stops or dies stops refreshing it and drops out when it
+  expires: a restart within the ttl (systemd's, a rolling deploy's) refuses nothing,
+  where a withdrawal at once answered every submit in between with "no live worker
+  serves" although the queue would have kept the task for the worker coming back.
+  (A hostname missing altogether means Redis lost it, e.g. in a
   restart without persistence: gateways keep what they knew until it would have expired,
   and the worker's next refresh puts it back.)
 - its queues, pool and the digest of its task list in
@@ -52,7 +55,7 @@ CELERY_BUILT_IN_PREFIX = "celery."
 
 # KEYS: workers (zset), announcements (hash), this worker's task list.
 # ARGV: hostname, expiry, forget before (Unix time), announcement JSON, task list JSON, ttl.
-# Entries (tombstones included) are forgotten a ttl after they expired.
+# Entries are forgotten a ttl after they expired.
 ANNOUNCE_SCRIPT = """
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
@@ -244,15 +247,11 @@ class Announcer:
             logger.warning("could not announce this worker's tasks to the Stirfried catalog: %s", error)
 
     def stop(self) -> None:
-        """Withdraw the announcement (a tombstone: score 0): gateways stop offering this
-        worker's tasks at once."""
+        """Stop refreshing the announcement; it expires within the ttl (see the module's
+        docstring for why it is not withdrawn at once)."""
         self._stopped.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
-        try:
-            self._redis.zadd(protocol.CATALOG_WORKERS_KEY, {self._hostname: 0})
-        except Exception as error:
-            logger.warning("could not withdraw this worker from the Stirfried catalog: %s", error)
 
     def _run(self) -> None:
         interval = max(0.5, self._ttl / 3)
