@@ -20,7 +20,7 @@ the gateway serves every connection with a subclass of that handler:
   sends nothing is closed;
 - an idle keep-alive connection is closed after ``KEEPALIVE_TIMEOUT`` seconds, longer
   than a reverse proxy's (nginx's and AWS load balancers' are 60 s);
-- one address holds at most ``SOCKETS_PER_CONNECTION`` times
+- one address holds at most ``TCP_CONNECTIONS_PER_CLIENT`` times
   ``stirfried_max_connections_per_ip`` TCP connections (a Socket.IO client polling holds
   two, a browser keeps a few more alive for its HTTP calls); a connection beyond that gets
   a 429 and is closed before anything is read from it. Trusted proxies carry many
@@ -58,7 +58,7 @@ logger = logging.getLogger(__name__)
 
 HEADER_TIMEOUT = 10.0
 KEEPALIVE_TIMEOUT = 75.0
-SOCKETS_PER_CONNECTION = 4
+TCP_CONNECTIONS_PER_CLIENT = 4
 # A parser message quotes the offending line; the reply names the problem, not all of it.
 MAX_DESCRIPTION = 300
 
@@ -227,6 +227,6 @@ class GatewayRunner(web.AppRunner):
         settings = self.app[CONFIG].stirfried
         sockets = None
         if settings.max_connections_per_ip:
-            limit = SOCKETS_PER_CONNECTION * settings.max_connections_per_ip
+            limit = TCP_CONNECTIONS_PER_CLIENT * settings.max_connections_per_ip
             sockets = SocketsPerAddress(limit, frozenset(settings.trusted_proxies))
         return GatewayServer.like(server, sockets)
