@@ -152,11 +152,17 @@ class TaskEventRelay:
             if self._channels is not None:
                 self._channels.ended(task_id)
 
-    async def route(self, task_ids: list[str], room: str, sid: str | None, ttl: float) -> None:
+    async def route(
+        self, task_ids: list[str], room: str, sid: str | None, ttl: float
+    ) -> list[asyncio.Future[None]]:
         """Deliver the events of ``task_ids`` to ``room`` too (``sid``: a client of this
-        gateway) until their final event, ``sid`` leaves or ``ttl`` seconds pass; returns
-        once their events reach this gateway."""
+        gateway) until their final event, ``sid`` leaves or ``ttl`` seconds pass.
+
+        Returns once their channel subscriptions are sent, with those subscriptions: each
+        is done once the task's events reach this gateway (see :meth:`TaskChannels.follow_soon`).
+        """
         loop = asyncio.get_running_loop()
+        subscriptions: list[asyncio.Future[None]] = []
         routed: list[str] = []
         try:
             for task_id in task_ids:
@@ -168,11 +174,12 @@ class TaskEventRelay:
                     self._routes_by_sid.setdefault(room, set()).add(task_id)
                 routed.append(task_id)
                 if self._channels is not None:
-                    await self._channels.follow(task_id)
+                    subscriptions.append(await self._channels.follow_soon(task_id))
         except BaseException:
             for task_id in routed:
                 self.unroute(task_id)
             raise
+        return subscriptions
 
     def unroute(self, task_id: str) -> None:
         """Stop delivering the task's events to the room it was scheduled for."""

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Coroutine
-from typing import Any, Generic, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -31,15 +31,16 @@ Settled = Callable[[bool], None]
 class Batcher(Generic[T]):
     """Sends items in batches through ``send_batch``, at most ``max_in_flight`` batches at a time.
 
-    ``send_batch`` is a coroutine function that sends a batch (blocking work
-    belongs in a thread) and returns one outcome per item; if it raises, every
-    item of the batch fails with that error. All state is touched on the event
-    loop only, so no locks.
+    ``send_batch`` sends a batch (blocking work belongs in a thread) and returns an
+    awaitable of one outcome per item: a coroutine, or a future such as
+    ``run_in_executor``'s, which saves the task a coroutine needs; if it raises,
+    every item of the batch fails with that error. All state is touched on the
+    event loop only, so no locks.
     """
 
     def __init__(
         self,
-        send_batch: Callable[[list[T]], Coroutine[Any, Any, Outcomes]],
+        send_batch: Callable[[list[T]], Awaitable[Outcomes]],
         max_batch: int,
         max_in_flight: int,
     ) -> None:
@@ -50,7 +51,7 @@ class Batcher(Generic[T]):
         self._max_in_flight = max_in_flight
         self._waiting: list[tuple[T, asyncio.Future[None], Settled | None]] = []
         self._in_flight = 0
-        self._batches: set[asyncio.Task[Outcomes]] = set()
+        self._batches: set[asyncio.Future[Outcomes]] = set()
 
     @property
     def waiting(self) -> int:
@@ -84,12 +85,17 @@ class Batcher(Generic[T]):
             batch = self._waiting[: self._max_batch]
             del self._waiting[: len(batch)]
             self._in_flight += 1
-            sending = asyncio.create_task(self._send_batch([item for item, _, _ in batch]))  # noqa: RUF006 -- held in self._batches
+            sending: asyncio.Future[Outcomes]
+            try:
+                sending = asyncio.ensure_future(self._send_batch([item for item, _, _ in batch]))  # noqa: RUF006 -- held in self._batches
+            except Exception as error:  # it could not even start (an executor shut down)
+                sending = asyncio.get_running_loop().create_future()
+                sending.set_exception(error)
             self._batches.add(sending)
             sending.add_done_callback(functools.partial(self._finished, batch))
 
     def _finished(
-        self, batch: list[tuple[T, asyncio.Future[None], Settled | None]], task: asyncio.Task[Outcomes]
+        self, batch: list[tuple[T, asyncio.Future[None], Settled | None]], task: asyncio.Future[Outcomes]
     ) -> None:
         self._in_flight -= 1
         self._batches.discard(task)

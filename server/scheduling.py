@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from stirfried import protocol
 from stirfried.server.caller import Caller, Principal
-from stirfried.server.celery_facade import CeleryFacade, PlannedTask, PublishPlan
+from stirfried.server.celery_facade import CeleryFacade, PlannedTask, PublishGate, PublishPlan
 from stirfried.server.errors import (
     CeleryUnavailable,
     InvalidRequest,
@@ -57,9 +57,13 @@ CELERY_BUILT_IN_PREFIX = "celery."
 class EventRoutes(Protocol):
     """Where a planned task's events go on this gateway (``subscriptions.TaskSubscriptions``)."""
 
-    async def before_publish(self, plan: PublishPlan, room: str, sid: str | None) -> None: ...
+    async def before_publish(
+        self, plan: PublishPlan, room: str, sid: str | None, gate: PublishGate
+    ) -> None: ...
 
     def publish_failed(self, plan: PublishPlan) -> None: ...
+
+    def task_ids(self, count: int, room: str) -> list[str] | None: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,7 +134,15 @@ class TaskScheduler:
             check_options(task, self._settings, caller.principal, time.time())
             self._budget.take(caller.rate_key, TASK_COST * len(task.calls()))
             await self._check_served(task)
-            plan = plan_publish(task, default_room, caller.headers, self._settings, principal.subject)
+            # Without a key nothing can stop the publish between here and the routes taking
+            # over these ids (a key's claim could return an earlier task instead).
+            task_ids = None
+            if key is None and self._routes is not None:
+                room = resolve_room(task.room, default_room, self._settings)
+                task_ids = self._routes.task_ids(len(task.calls()), room)
+            plan = plan_publish(
+                task, default_room, caller.headers, self._settings, principal.subject, task_ids
+            )
             claim = None
             if key is not None:
                 claimed = await self._idempotency.claim(
@@ -157,22 +169,30 @@ class TaskScheduler:
 
     async def _publish(self, plan: PublishPlan, caller: Caller, sid: str | None, claim: Claim | None) -> None:
         settled = functools.partial(self._settle, claim) if claim is not None else None
-        publishing = False
+        tasks = [(task.task_id, task.name) for task in (plan.main, *plan.followers)]
+        if self._routes is None:
+            await self._celery.publish(plan, settled)
+            await self._records.record(tasks, caller.principal.tags, caller.owner_tags)
+            return
+        # The publish starts first: its thread starts up while the events are routed (on
+        # channels reserved beforehand, or subscribed now), and waits for their
+        # subscriptions (the gate) right before it sends the task.
+        gate = PublishGate()
+        publishing = asyncio.ensure_future(self._celery.publish(plan, settled, gate))
+        await asyncio.sleep(0)  # lets it reach its thread
         try:
-            if self._routes is not None:
-                await self._routes.before_publish(plan, plan.main.kwargs[protocol.ROOM_KWARG], sid)
-            # The record never fails the request, so it overlaps the publish: nobody can
-            # read or follow the task before its id is returned, which is after both.
-            tasks = [(task.task_id, task.name) for task in (plan.main, *plan.followers)]
-            record = self._records.record(tasks, caller.principal.tags, caller.owner_tags)
-            publishing = True
-            await asyncio.gather(record, self._celery.publish(plan, settled))
+            await self._routes.before_publish(plan, plan.main.kwargs[protocol.ROOM_KWARG], sid, gate)
+            await publishing
         except BaseException:
-            if self._routes is not None:
-                self._routes.publish_failed(plan)
-            if settled is not None and not publishing:
-                settled(False)
+            gate.abort()
+            publishing.cancel()
+            self._routes.publish_failed(plan)
             raise
+        # After the publish rather than beside it: its work on the event loop would hold
+        # the interpreter while the publish thread needs it (the task's way to the worker),
+        # and it overlaps the task's run instead. Nobody can read or follow the task
+        # before its id is returned, which is after the record.
+        await self._records.record(tasks, caller.principal.tags, caller.owner_tags)
 
     def _settle(self, claim: Claim, sent: bool) -> None:
         """The publish of an idempotent submit has its final outcome (maybe after the
@@ -317,22 +337,25 @@ def plan_publish(
     headers: Mapping[str, str],
     settings: StirfriedSettings,
     subject: str | None = None,
+    task_ids: list[str] | None = None,
 ) -> PublishPlan:
     """Build the publish plan for a request.
 
     As in Stirfried 0.7.0, chained tasks are applied in reverse order: with
     ``chain: [b, c]`` the run order is main, c, b. Each follower gets the result
     of the task before it as its first argument (Celery's ``link``) and reports
-    to the same room.
+    to the same room. ``task_ids``: the ids to give the main task and its followers,
+    in run order (new ones by default).
     """
     room = resolve_room(request.room, default_room, settings)
+    ids = iter(task_ids or [str(uuid.uuid4()) for _ in range(1 + len(request.chain))])
 
     def planned(call: TaskCall) -> PlannedTask:
         return PlannedTask(
             name=call.name,
             args=call.args,
             kwargs=task_kwargs(call, room, headers, settings, subject),
-            task_id=str(uuid.uuid4()),
+            task_id=next(ids),
             # Clients could still fill them positionally; the worker refuses that.
             protected=protected_arguments(call.name, settings),
             options=call.options,

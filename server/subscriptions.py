@@ -29,7 +29,7 @@ from celery import states
 
 from stirfried import protocol
 from stirfried.protocol import TaskEvent
-from stirfried.server.celery_facade import CeleryFacade, PublishPlan, TaskState
+from stirfried.server.celery_facade import CeleryFacade, PublishGate, PublishPlan, TaskState
 from stirfried.server.errors import CeleryUnavailable, ResultBackendMissing
 from stirfried.server.event_log import EventLog, LogRead
 from stirfried.server.event_relay import TaskEventRelay
@@ -66,6 +66,38 @@ class Position:
             self.epoch = epoch
 
 
+def open_when_subscribed(gate: PublishGate, task_id: str, subscriptions: list[asyncio.Future[None]]) -> None:
+    """Open ``gate`` once every one of the task's channel subscriptions has settled.
+
+    The publish thread waits for the gate right before it sends the task, so the
+    subscription's round trip to Redis overlaps the thread's start instead of preceding
+    it, and the seam stays exact: the subscription is confirmed before the task exists.
+    A failed subscription opens it too: scheduling does not depend on the event Redis
+    (the task runs, its events stay in the log, which ``subscribe_task`` replays once
+    Redis answers again).
+    """
+    pending = len(subscriptions)
+
+    def settled(subscription: asyncio.Future[None]) -> None:
+        nonlocal pending
+        error = None if subscription.cancelled() else subscription.exception()
+        if isinstance(error, (redis.RedisError, OSError, TimeoutError)):
+            logger.warning("publishing task %s without its live events: %s", task_id, error)
+        elif error is not None:
+            logger.error("publishing task %s without its live events", task_id, exc_info=error)
+        pending -= 1
+        if pending == 0:
+            gate.open()
+
+    if not subscriptions:
+        gate.open()
+    for subscription in subscriptions:
+        if subscription.done():
+            settled(subscription)  # at once: a reserved channel's (TaskChannels.task_ids)
+        else:
+            subscription.add_done_callback(settled)
+
+
 class TaskSubscriptions:
     """The followers of tasks on this gateway process: Socket.IO clients and SSE streams."""
 
@@ -92,18 +124,23 @@ class TaskSubscriptions:
         came after any earlier ``unsubscribe_task``: requests win in the order they came."""
         self._relay.resubscribed(sid, task_id)
 
-    async def before_publish(self, plan: PublishPlan, room: str, sid: str | None) -> None:
+    def task_ids(self, count: int, room: str) -> list[str] | None:
+        """Ids for the ``count`` tasks of a request whose events go to ``room``: ids whose
+        channels this gateway subscribed to beforehand where it can (None: any new ids)."""
+        if room == self._settings.sentinel_room or self._channels is None:
+            return None
+        return self._channels.task_ids(count)
+
+    async def before_publish(self, plan: PublishPlan, room: str, sid: str | None, gate: PublishGate) -> None:
         """Route the planned tasks' events to ``room`` (``sid``: the scheduling client of this
-        gateway); returns once they reach this gateway, so before the tasks exist."""
+        gateway); return once the subscriptions are sent. ``gate`` (which the publish waits
+        for) opens once their events reach this gateway: so before the tasks exist."""
         if room == self._settings.sentinel_room:
+            gate.open()
             return
         task_ids = [plan.main.task_id, *(task.task_id for task in plan.followers)]
-        try:
-            await self._relay.route(task_ids, room, sid, ttl=self._settings.event_log_ttl)
-        except (redis.RedisError, OSError, TimeoutError) as error:
-            # Scheduling does not depend on the event Redis: the task runs, its events
-            # stay in the log (subscribe_task replays them once Redis answers again).
-            logger.warning("publishing task %s without its live events: %s", plan.main.task_id, error)
+        subscriptions = await self._relay.route(task_ids, room, sid, ttl=self._settings.event_log_ttl)
+        open_when_subscribed(gate, plan.main.task_id, subscriptions)
 
     def publish_failed(self, plan: PublishPlan) -> None:
         """Undo :meth:`before_publish`."""

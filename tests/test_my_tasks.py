@@ -78,6 +78,40 @@ async def wait_for_state_as(http: Any, gateway: Any, task_id: str, headers: dict
         await asyncio.sleep(0.05)
 
 
+async def test_a_running_task_is_listed_as_started_and_a_quick_one_keeps_its_start_time(
+    start_gateway, http, unique
+):
+    """The worker writes a start from a background thread, a moment late; a task that ends
+    before that moment carries its start in its final event."""
+    gateway = await start_gateway(stirfried_anonymous=False, stirfried_auth_secret=SECRET)
+    alice = bearer(Authenticator(SECRET, anonymous=False).mint(f"alice-{unique}", ["add", "sleep"]))
+    status, body = await post_task(http, gateway, {"task_name": "sleep", "args": [2]}, headers=alice)
+    assert status == 201
+    deadline = time.monotonic() + 10
+    while True:
+        _, page = await mine(http, gateway, headers=alice)
+        listed = page["data"][0]
+        if listed["state"] == "STARTED" or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    assert listed["id"] == body["data"] and listed["state"] == "STARTED"
+    assert listed["scheduled"] <= listed["started"] and listed["finished"] is None
+
+    for number in range(20):  # ends within milliseconds, before its start is written apart
+        status, body = await post_task(
+            http, gateway, {"task_name": "add", "args": [number, 1]}, headers=alice
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            _, page = await mine(http, gateway, "?limit=1", headers=alice)
+            [quick] = page["data"]
+            if quick["finished"] is not None or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.01)
+        assert quick["id"] == body["data"] and quick["state"] == "SUCCESS"
+        assert quick["scheduled"] <= quick["started"] <= quick["finished"]
+
+
 async def test_follow_tags_list_the_tasks_of_those_tags(start_gateway, http, unique):
     gateway = await start_gateway(stirfried_anonymous=False, stirfried_auth_secret=SECRET)
     minter = Authenticator(SECRET, anonymous=False)

@@ -22,7 +22,6 @@ runs on another worker, and costs one round trip per event.
 from __future__ import annotations
 
 import logging
-import queue
 import secrets
 import threading
 import time
@@ -38,7 +37,8 @@ logger = logging.getLogger(__name__)
 # KEYS: sequence counter, event stream, the task's channel (a key of the same slot), epoch,
 # record. ARGV: publish command, message head, payload without its "{", message tail, event
 # name, attachments (JSON list, "" when none), log length (0: no log), ttl, a new epoch,
-# the task's new state ("" for none), "finished" when that state is final (else ""), now.
+# the task's new state ("" for none), "finished" when that state is final (else ""), now,
+# when the task started if its record may still lack it (else "").
 # A counter that starts at 1 starts a new log, under the new epoch.
 EMIT_SCRIPT = """
 local id = string.format('%d', redis.call('INCR', KEYS[1]))
@@ -62,6 +62,7 @@ redis.call(ARGV[1], KEYS[3], ARGV[2] .. payload .. ARGV[4])
 if ARGV[10] ~= '' then
   redis.call('HSET', KEYS[5], 'state', ARGV[10])
   if ARGV[11] ~= '' then redis.call('HSET', KEYS[5], ARGV[11], ARGV[12]) end
+  if ARGV[13] ~= '' then redis.call('HSETNX', KEYS[5], 'started', ARGV[13]) end
   redis.call('EXPIRE', KEYS[5], ARGV[8])
 end
 return tonumber(id)
@@ -107,6 +108,8 @@ class TaskEventEmitter:
         the task ends with it."""
         try:
             now = time.time()
+            # A start still waiting in the recorder's thread goes with the final event.
+            started = self._starts.take(task_id) if final and self._starts is not None else None
             encoded = protocol.encode_task_message(event, {protocol.TIMESTAMP: now, **payload}, room)
             event_id = self._script(
                 keys=[
@@ -119,7 +122,7 @@ class TaskEventEmitter:
                 args=[
                     self._publish, encoded.head, encoded.body, encoded.tail, event,
                     encoded.attachments, self._log_length, self._ttl, secrets.token_hex(6),
-                    state or "", "finished" if final else "", now,
+                    state or "", "finished" if final else "", now, started or "",
                 ],
             )  # fmt: skip
             return int(event_id)
@@ -154,27 +157,72 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 """
 
 
+# The start-recording thread writes what came in this often, while starts come in; after
+# IDLE_ROUNDS rounds without one it sleeps until the next start wakes it.
+START_INTERVAL = 0.05
+IDLE_ROUNDS = 20
+
+
 class StartRecorder:
-    """Writes "started" to task records from a daemon thread of the worker process."""
+    """Writes "started" to task records from a daemon thread of the worker process.
+
+    The thread looks for new starts every START_INTERVAL seconds instead of being woken
+    by each one: a wake-up at a task's start would take the interpreter from the task
+    (and its first event) just then. Only the first start after a quiet second wakes it.
+    """
 
     def __init__(self, client: redis.Redis | redis.cluster.RedisCluster, ttl: int) -> None:
         self._redis = client
         self._script = client.register_script(START_SCRIPT)
         self._ttl = ttl
-        self._queue: queue.SimpleQueue[tuple[str, float] | None] = queue.SimpleQueue()
+        # task id -> when it started; a dict's single operations hold under the GIL
+        self._pending: dict[str, float] = {}
+        # Set by put() only while the thread sleeps (asleep): the thread announces its
+        # sleep before it checks for starts a last time, put() appends before it looks.
+        self._asleep = False
+        self._wake = threading.Event()
+        self._closed = False
         self._thread = threading.Thread(target=self._run, name="stirfried-starts", daemon=True)
         self._thread.start()
 
     def put(self, task_id: str) -> None:
-        self._queue.put((task_id, time.time()))
+        self._pending[task_id] = time.time()
+        if self._asleep:
+            self._wake.set()
+
+    def take(self, task_id: str) -> float | None:
+        """Take back the task's start if it is not written yet: when it started."""
+        return self._pending.pop(task_id, None)
 
     def close(self) -> None:
-        self._queue.put(None)
+        self._closed = True
+        self._wake.set()
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            task_id, started = item
+        quiet = 0
+        while not self._closed:
+            if not self._pending:
+                quiet += 1
+            if quiet >= IDLE_ROUNDS:
+                self._asleep = True
+                if not self._pending and not self._closed:
+                    self._wake.wait()
+                self._wake.clear()
+                self._asleep = False
+                quiet = 0
+            time.sleep(START_INTERVAL)
+            if self._pending:
+                quiet = 0
+                self._write()
+        self._write()
+
+    def _write(self) -> None:
+        while self._pending:
+            try:
+                task_id, started = self._pending.popitem()
+            except KeyError:  # the last one was taken back meanwhile
+                return
             try:
                 self._script(keys=[protocol.task_record_key(task_id)], args=[started, self._ttl])
             except Exception:

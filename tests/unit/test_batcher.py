@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import threading
 
 import pytest
 
@@ -135,3 +137,42 @@ async def test_settled_learns_the_final_outcome_even_after_the_caller_gave_up():
         await failing
     assert outcomes == {0: True, 1: False, 2: False}
     assert broker.batches == [[0], [2]]
+
+
+async def test_a_batch_sent_through_a_thread_needs_no_task_of_its_own():
+    """``send_batch`` may return the executor's future (what the gateway's publish does)."""
+    loop = asyncio.get_running_loop()
+    threads: list[str] = []
+
+    def send_blocking(items: list[int]) -> Outcomes:
+        threads.append(threading.current_thread().name)
+        return [None if item % 2 == 0 else ValueError(f"odd {item}") for item in items]
+
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="publish") as executor:
+        batcher: Batcher[int] = Batcher(
+            lambda items: loop.run_in_executor(executor, send_blocking, items), max_batch=10, max_in_flight=1
+        )
+        outcomes = await asyncio.gather(*(batcher.send(item) for item in range(3)), return_exceptions=True)
+
+    assert outcomes[0] is None and outcomes[2] is None
+    assert isinstance(outcomes[1], ValueError)
+    assert threads and all(name.startswith("publish") for name in threads)
+
+
+async def test_a_batch_that_cannot_even_start_fails_its_items_and_later_ones_still_go():
+    calls = 0
+
+    def send(items: list[int]) -> asyncio.Future[Outcomes]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        future: asyncio.Future[Outcomes] = asyncio.get_running_loop().create_future()
+        future.set_result([None] * len(items))
+        return future
+
+    batcher = Batcher(send, max_batch=10, max_in_flight=1)
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        await batcher.send(1)
+    await batcher.send(2)
+    assert batcher.waiting == 0
