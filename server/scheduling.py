@@ -170,18 +170,26 @@ class TaskScheduler:
     async def _publish(self, plan: PublishPlan, caller: Caller, sid: str | None, claim: Claim | None) -> None:
         settled = functools.partial(self._settle, claim) if claim is not None else None
         tasks = [(task.task_id, task.name) for task in (plan.main, *plan.followers)]
-        if self._routes is None:
-            await self._celery.publish(plan, settled)
-            await self._records.record(tasks, caller.principal.tags, caller.owner_tags)
+        room = plan.main.kwargs[protocol.ROOM_KWARG]
+        if self._routes is None or room == self._settings.sentinel_room:
+            # No events to route here: only the request waits, so the record overlaps the
+            # publish (nobody can read or follow the task before its id is returned).
+            recording = asyncio.ensure_future(
+                self._records.record(tasks, caller.principal.tags, caller.owner_tags)
+            )
+            try:
+                await self._celery.publish(plan, settled)  # awaited itself: it always reaches `settled`
+            finally:
+                await recording
             return
         # The publish starts first: its thread starts up while the events are routed (on
         # channels reserved beforehand, or subscribed now), and waits for their
         # subscriptions (the gate) right before it sends the task.
         gate = PublishGate()
         publishing = asyncio.ensure_future(self._celery.publish(plan, settled, gate))
-        await asyncio.sleep(0)  # lets it reach its thread
         try:
-            await self._routes.before_publish(plan, plan.main.kwargs[protocol.ROOM_KWARG], sid, gate)
+            await asyncio.sleep(0)  # lets it reach its thread
+            await self._routes.before_publish(plan, room, sid, gate)
             await publishing
         except BaseException:
             gate.abort()
@@ -189,9 +197,8 @@ class TaskScheduler:
             self._routes.publish_failed(plan)
             raise
         # After the publish rather than beside it: its work on the event loop would hold
-        # the interpreter while the publish thread needs it (the task's way to the worker),
-        # and it overlaps the task's run instead. Nobody can read or follow the task
-        # before its id is returned, which is after the record.
+        # the interpreter while the publish thread needs it (the task's way to the worker
+        # and so to its first event), and it overlaps the task's run instead.
         await self._records.record(tasks, caller.principal.tags, caller.owner_tags)
 
     def _settle(self, claim: Claim, sent: bool) -> None:

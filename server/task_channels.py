@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -51,6 +52,8 @@ LEAVE_DELAY = 0.5
 # the level below which it subscribes more (in one command on one Redis).
 RESERVE = 32
 RESERVE_REFILL = 8
+# After a failed refill, tasks take new ids for this long before the next attempt.
+RESERVE_RETRY = 5.0
 
 
 class Shard:
@@ -183,6 +186,7 @@ class TaskChannels:
         self._reserved: list[str] = []
         self._refilling: asyncio.Task[None] | None = None
         self._reserve_generation = 0
+        self._refill_after = -math.inf
 
     @property
     def shards(self) -> int:
@@ -227,7 +231,8 @@ class TaskChannels:
         return taken + [str(uuid.uuid4()) for _ in range(count - len(taken))]
 
     def _refill_soon(self) -> None:
-        if self._refilling is None and self._on_message is not None:
+        loop = asyncio.get_running_loop()
+        if self._refilling is None and self._on_message is not None and loop.time() >= self._refill_after:
             self._refilling = asyncio.get_running_loop().create_task(self._refill())
             self._refilling.add_done_callback(self._refilled)
 
@@ -249,6 +254,8 @@ class TaskChannels:
                 await asyncio.gather(*confirmations)
         except (redis.exceptions.RedisError, OSError, TimeoutError) as error:
             logger.warning("could not subscribe to channels for tasks to come: %s", error)
+            # Tasks take new ids meanwhile; an outage must not cost an attempt per task.
+            self._refill_after = asyncio.get_running_loop().time() + RESERVE_RETRY
             generation = -1
         if generation != self._reserve_generation:  # failed, or a connection was lost meanwhile
             for task_id in task_ids:
