@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -176,6 +177,7 @@ def running_stack(
             env=environment,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: see the end of this block
         )
         started: list[subprocess.Popen[bytes]] = []
         try:
@@ -193,3 +195,7 @@ def running_stack(
             for process in started:
                 stop_process(process)
             stop_process(worker, must_exit=False)  # warm shutdown may wait for a backlog
+            # A worker killed after its warm shutdown timed out leaves its pool processes
+            # behind; one left running once served the next run's queue and skewed its figures.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(worker.pid, signal.SIGKILL)

@@ -31,6 +31,9 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import socketio
+from engineio import exceptions as engineio_exceptions
+from engineio import packet as engineio_packet
+from socketio import packet as socketio_packet
 
 from stirfried import protocol
 from stirfried.protocol import TaskEvent
@@ -312,9 +315,11 @@ def cut_off(queue: StreamQueue) -> None:
 class RelayingRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
     """python-socketio's Redis manager, handing each emit message to the relay first.
 
-    Relies on two of python-socketio's internals, pinned by
+    Relies on python-socketio's internals, pinned by
     ``tests/unit/test_socketio_contract.py``: ``_handle_emit`` (called for each
-    emit message received from Redis) and ``initialize()`` (starts the listener).
+    emit message received from Redis), ``initialize()`` (starts the listener) and,
+    for its local emits, the manager's ``rooms``, ``get_participants`` and the
+    server's ``packet_class`` and ``eio``.
     """
 
     def __init__(self, url: str, relay: TaskEventRelay, timeout: float) -> None:
@@ -322,6 +327,56 @@ class RelayingRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         options = {**redis_clients.client_options(timeout), "socket_timeout": None}
         super().__init__(url, redis_options=options)
         self._relay = relay
+
+    async def emit(
+        self,
+        event: str,
+        data: Any,
+        namespace: str | None = None,
+        room: Any = None,
+        skip_sid: Any = None,
+        callback: Any = None,
+        to: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        """python-socketio's emit, except that an emit to this gateway's clients only
+        (``ignore_queue``, without a callback: every relayed task event) is handed to
+        their Engine.IO sockets right here.
+
+        python-socketio's own local emit starts a task per recipient and waits for
+        them all: two more event-loop rounds and two task objects per event, on the
+        path of every event to its client. Handing a packet to a socket only queues
+        it (Engine.IO's send queue is unbounded), so doing it in place blocks nothing.
+        """
+        if not kwargs.get("ignore_queue") or callback is not None:
+            await super().emit(
+                event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, to=to, **kwargs
+            )
+            return
+        await self._emit_here(event, data, namespace or "/", to or room, skip_sid)
+
+    async def _emit_here(self, event: str, data: Any, namespace: str, room: Any, skip_sid: Any) -> None:
+        """What python-socketio's ``AsyncManager.emit`` does without a callback, in place."""
+        if namespace not in self.rooms:
+            return
+        arguments = list(data) if isinstance(data, tuple) else [] if data is None else [data]
+        skipped = skip_sid if isinstance(skip_sid, list) else [skip_sid]
+        encoded = self.server.packet_class(
+            socketio_packet.EVENT, namespace=namespace, data=[event, *arguments]
+        ).encode()
+        packets = [
+            engineio_packet.Packet(engineio_packet.MESSAGE, part)
+            for part in (encoded if isinstance(encoded, list) else [encoded])
+        ]
+        engine = self.server.eio
+        for sid, eio_sid in self.get_participants(namespace, room):
+            if sid in skipped:
+                continue
+            try:
+                for part in packets:
+                    await engine.send_packet(eio_sid, part)
+            except engineio_exceptions.SocketIsClosedError:
+                continue  # it disconnected meanwhile; the others still get theirs
 
     async def _handle_emit(self, message: Message) -> None:
         await self._relay.relay(message, self._deliver)

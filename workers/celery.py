@@ -73,10 +73,20 @@ class StirfriedTask(celery.Task[Any, Any]):
         if self.request.called_directly:  # a plain function call, not a worker's
             return super().__call__(*args, **kwargs)
         if args:
-            check_positional(self.run, args, self._protected_arguments())
+            check_positional(self._positional_parameters(), args, self._protected_arguments())
         # What Celery's tracer calls when a task has no __call__ of its own: the
         # request it pushed (id, headers) stays the task's request.
         return self.run(*args, **kwargs)
+
+    def _positional_parameters(self) -> tuple[str, ...] | None:
+        # Read once per task and process: inspect.signature() on every call cost more
+        # than the rest of this check together.
+        names: tuple[str, ...] | None
+        try:
+            names = self.__dict__["_stirfried_positional"]
+        except KeyError:
+            names = self.__dict__["_stirfried_positional"] = positional_parameters(self.run)
+        return names
 
     def _protected_arguments(self) -> tuple[str, ...]:
         request = self.request
@@ -202,15 +212,29 @@ class ProtectedArgument(TypeError):
     """A client passed an argument positionally that only the gateway may set."""
 
 
-def check_positional(function: Any, args: tuple[Any, ...], protected: tuple[str, ...]) -> None:
-    """Raise ProtectedArgument when ``args`` would fill one of ``protected``'s parameters."""
-    if not protected:
-        return
+def positional_parameters(function: Any) -> tuple[str, ...] | None:
+    """The parameters positional arguments fill, in order; None if ``function`` has no
+    signature to read."""
     try:
-        bound = inspect.signature(function).bind_partial(*args)
+        parameters = inspect.signature(function).parameters.values()
     except (TypeError, ValueError):
-        return  # the call itself will fail (too many arguments) or has no signature to read
-    filled = sorted(set(bound.arguments) & set(protected))
+        return None
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    names: list[str] = []
+    for parameter in parameters:
+        if parameter.kind not in positional:
+            break  # *args takes the rest; keyword-only parameters take none
+        names.append(parameter.name)
+    return tuple(names)
+
+
+def check_positional(
+    parameters: tuple[str, ...] | None, args: tuple[Any, ...], protected: tuple[str, ...]
+) -> None:
+    """Raise ProtectedArgument when ``args`` would fill one of ``protected``'s ``parameters``."""
+    if not protected or parameters is None:
+        return
+    filled = sorted(set(parameters[: len(args)]) & set(protected))
     if filled:
         raise ProtectedArgument(
             f"argument {filled[0]!r} is set by the Stirfried gateway and cannot be passed positionally"

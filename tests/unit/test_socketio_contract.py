@@ -2,8 +2,9 @@
 
 The gateway relays python-socketio's own pub/sub ``emit`` messages (from Stirfried
 0.7.0 workers and from other gateways) and decodes task events out of them
-(stirfried.protocol.decode_task_message); its manager hooks into two of
-python-socketio's internals (``_handle_emit``, ``initialize``), and its session guard
+(stirfried.protocol.decode_task_message); its manager hooks into
+python-socketio's internals (``_handle_emit``, ``initialize``; for local emits the rooms,
+participants, packet class and Engine.IO ``send_packet``), and its session guard
 reads a third (``AsyncServer.environ``).
 setup.cfg bounds python-socketio to the versions these tests passed on. Today's
 workers publish a compact message on each task's channel: its round trip is
@@ -69,6 +70,14 @@ def test_the_internals_the_relay_hooks_into_are_still_there():
     # stirfried.server.session_guard: each Engine.IO session's environ, and its Socket.IO sid.
     assert server.environ == {}
     assert callable(server.manager.sid_from_eio_sid)
+    # RelayingRedisManager.emit's local fan-out: the packet class, the Engine.IO server's
+    # send_packet, the manager's rooms and participants (a copy, so a send may await).
+    assert issubclass(server.packet_class, socketio.packet.Packet)
+    assert list(inspect.signature(server.eio.send_packet).parameters) == ["sid", "pkt"]
+    assert list(inspect.signature(server.manager.get_participants).parameters) == ["namespace", "room"]
+    assert server.manager.rooms == {}
+    params = inspect.signature(AsyncPubSubManager.emit).parameters
+    assert list(params)[:8] == ["self", "event", "data", "namespace", "room", "skip_sid", "callback", "to"]
 
 
 @pytest.mark.parametrize(
