@@ -186,6 +186,7 @@ class TaskScheduler:
         # channels reserved beforehand, or subscribed now), and waits for their
         # subscriptions (the gate) right before it sends the task.
         gate = PublishGate()
+        scheduled = time.time()  # the record's, from before the task can run and end
         publishing = asyncio.ensure_future(self._celery.publish(plan, settled, gate))
         try:
             await asyncio.sleep(0)  # lets it reach its thread
@@ -199,7 +200,7 @@ class TaskScheduler:
         # After the publish rather than beside it: its work on the event loop would hold
         # the interpreter while the publish thread needs it (the task's way to the worker
         # and so to its first event), and it overlaps the task's run instead.
-        await self._records.record(tasks, caller.principal.tags, caller.owner_tags)
+        await self._records.record(tasks, caller.principal.tags, caller.owner_tags, scheduled)
 
     def _settle(self, claim: Claim, sent: bool) -> None:
         """The publish of an idempotent submit has its final outcome (maybe after the

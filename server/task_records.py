@@ -68,15 +68,21 @@ class TaskRecords:
         self._reported_at = -math.inf
 
     async def record(
-        self, tasks: Sequence[tuple[str, str]], access_tags: Iterable[str], owner_tags: Iterable[str]
+        self,
+        tasks: Sequence[tuple[str, str]],
+        access_tags: Iterable[str],
+        owner_tags: Iterable[str],
+        scheduled: float | None = None,
     ) -> None:
         """Record newly scheduled tasks, ``(task_id, name)`` each: the main one first, then the
         chained ones (known to ``GET /task/{id}`` too; "my tasks" lists the main one).
+        ``scheduled``: when they were scheduled (default now); a record written after the
+        publish passes the time from before it, for a quick task may have ended meanwhile.
         Best effort: without Redis the task still runs; it is then unknown to ``GET
         /task/{id}`` until a worker reports on it."""
         if self._redis is None:
             return
-        now = time.time()
+        now = time.time() if scheduled is None else scheduled
         access_tags, owner_tags = sorted(access_tags), sorted(owner_tags)
         main_id = tasks[0][0]
         try:
