@@ -82,21 +82,21 @@ class TaskRecords:
         /task/{id}`` until a worker reports on it."""
         if self._redis is None:
             return
-        now = time.time() if scheduled is None else scheduled
+        at = time.time() if scheduled is None else scheduled
         access_tags, owner_tags = sorted(access_tags), sorted(owner_tags)
         main_id = tasks[0][0]
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for task_id, name in tasks:
                     key = protocol.task_record_key(task_id)
-                    pipe.hset(key, mapping={"name": name, "scheduled": now})
+                    pipe.hset(key, mapping={"name": name, "scheduled": at})
                     pipe.expire(key, self._ttl)
                 if access_tags:
                     pipe.sadd(protocol.tags_key(main_id), *access_tags)
                     pipe.expire(protocol.tags_key(main_id), self._ttl)
                 for tag in owner_tags:
                     key = protocol.tagged_tasks_key(tag)
-                    pipe.zadd(key, {main_id: now})
+                    pipe.zadd(key, {main_id: at})
                     pipe.zremrangebyrank(key, 0, -MAX_TASKS_PER_TAG - 1)
                     pipe.expire(key, self._ttl)
                 await pipe.execute()

@@ -22,6 +22,7 @@ which keeps them unit-testable.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import os
@@ -73,20 +74,16 @@ class StirfriedTask(celery.Task[Any, Any]):
         if self.request.called_directly:  # a plain function call, not a worker's
             return super().__call__(*args, **kwargs)
         if args:
-            check_positional(self._positional_parameters(), args, self._protected_arguments())
+            check_positional(self._positional_parameters, args, self._protected_arguments())
         # What Celery's tracer calls when a task has no __call__ of its own: the
         # request it pushed (id, headers) stays the task's request.
         return self.run(*args, **kwargs)
 
+    @functools.cached_property
     def _positional_parameters(self) -> tuple[str, ...] | None:
         # Read once per task and process: inspect.signature() on every call cost more
         # than the rest of this check together.
-        names: tuple[str, ...] | None
-        try:
-            names = self.__dict__["_stirfried_positional"]
-        except KeyError:
-            names = self.__dict__["_stirfried_positional"] = positional_parameters(self.run)
-        return names
+        return positional_parameters(self.run)
 
     def _protected_arguments(self) -> tuple[str, ...]:
         request = self.request
