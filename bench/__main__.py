@@ -71,6 +71,13 @@ def measure_scale_out(system: System, redis_url: str, smoke: bool, events_url: s
                 scaleout.floods(stack, gateways, 2, total // (2 * gateways))
             )
             drain(redis_url)
+            # One flood per gateway: each receiving gateway is fed by one worker process at a
+            # time, whatever their number (with two floods each, one gateway alone is fed by
+            # both worker processes at once, and its wake-ups carry more events).
+            results[f"per_event_{gateways}_gateways_one_flood"] = asyncio.run(
+                scaleout.floods(stack, gateways, 1, total // gateways)
+            )
+            drain(redis_url)
     return results
 
 
@@ -133,16 +140,22 @@ def measure_on_cluster(redis_url: str, smoke: bool) -> Results:
 
 
 def scale_out_table(results: Results) -> str:
-    header = f"{'scale-out scenario':<26} {'gateways':>8} {'events':>8} {'CPU s per gateway':<32}"
-    rows = [f"{header} {'us/event':>9} {'net':>6}"]
+    header = f"{'scale-out scenario':<36} {'gateways':>8} {'events':>8} {'CPU s per gateway':<24}"
+    rows = [f"{header} {'us/event':>9} {'net':>6} {'reads/event':>11}"]
     for name, figures in results.items():
         if "cpu_seconds" not in figures:
             continue
         cpu = " ".join(f"{value:.2f}" for value in figures["cpu_seconds"])
         rows.append(
-            f"{name:<26} {figures['gateways']:>8} {figures['events_delivered']:>8} {cpu:<32} "
-            f"{figures['cpu_us_per_event']:>9.1f} {figures['net_cpu_us_per_event']:>6.1f}"
+            f"{name:<36} {figures['gateways']:>8} {figures['events_delivered']:>8} {cpu:<24} "
+            f"{figures['cpu_us_per_event']:>9.1f} {figures['net_cpu_us_per_event']:>6.1f} "
+            f"{figures.get('reads_per_event', math.nan):>11.3f}"
         )
+    for suffix, label in (("", "two floods per gateway"), ("_one_flood", "one flood per gateway")):
+        one, four = results.get(f"per_event_1_gateways{suffix}"), results.get(f"per_event_4_gateways{suffix}")
+        if one and four:
+            growth = ratio(four["cpu_us_per_event"], one["cpu_us_per_event"])
+            rows.append(f"CPU per event, 4 gateways / 1 gateway ({label}): {growth:.2f}")
     idle = results.get("idle_gateway_b")
     if idle:
         rows.append(f"gateway B (follows nothing) / gateway A CPU: {idle['b_over_a']:.3f}")
@@ -216,6 +229,8 @@ COMPARED = (
     ("CPU us/event, 1 gateway", "per_event_1_gateways", "cpu_us_per_event", "<= 1"),
     ("CPU us/event, 4 gateways", "per_event_4_gateways", "cpu_us_per_event", "<= 1"),
     ("net CPU us/event, 4 gateways", "per_event_4_gateways", "net_cpu_us_per_event", "<= 1"),
+    ("CPU us/event, 1 gw, 1 flood", "per_event_1_gateways_one_flood", "cpu_us_per_event", "<= 1"),
+    ("CPU us/event, 4 gw, 1 flood", "per_event_4_gateways_one_flood", "cpu_us_per_event", "<= 1"),
 )
 
 

@@ -3,6 +3,8 @@
 Each gateway process's CPU time (user + system, from ``/proc`` through psutil)
 is read before and after a flood of progress events; the load generator's
 clients follow the flood's tasks on some gateways and nothing on the others.
+The socket reads and sleeps of the gateways over the flood tell how many events each
+wake-up carried: a gateway's cost per event depends on it, not only on its share.
 Each gateway's idle CPU rate (measured for a few seconds before the flood, its
 clients connected) times the flood's duration is reported apart, so the cost per
 event is not diluted by what N idle event loops spend anyway on two cores.
@@ -26,6 +28,13 @@ IDLE_SECONDS = 2.0
 def cpu_seconds(pid: int) -> float:
     times = psutil.Process(pid).cpu_times()
     return float(times.user + times.system)
+
+
+def wake_ups(pid: int) -> tuple[int, int]:
+    """The process's read system calls and voluntary context switches so far: how often it
+    read a socket, and how often it went to sleep waiting for one."""
+    process = psutil.Process(pid)
+    return process.io_counters().read_count, process.num_ctx_switches().voluntary
 
 
 async def _flood_on(
@@ -73,11 +82,15 @@ async def floods(stack: Stack, active: int, tasks_each: int, events_each: int) -
         for pid, start in zip(pids, idle_start, strict=True)
     ]
     before = [cpu_seconds(pid) for pid in pids]
+    woken = [wake_ups(pid) for pid in pids]
     began = time.perf_counter()
     running = await asyncio.gather(*(_flood_on(url, tasks_each, events_each) for url in urls[:active]))
     await asyncio.wait_for(asyncio.gather(*(done.wait() for _, done, _ in running)), 600)
     elapsed = time.perf_counter() - began
     spent = [cpu_seconds(pid) - start for pid, start in zip(pids, before, strict=True)]
+    counted = [wake_ups(pid) for pid in pids]
+    reads = sum(now[0] - then[0] for now, then in zip(counted, woken, strict=True))
+    sleeps = sum(now[1] - then[1] for now, then in zip(counted, woken, strict=True))
     delivered = sum(received[0] for _, _, received in running)
     net = [max(0.0, cpu - rate * elapsed) for cpu, rate in zip(spent, idle_rate, strict=True)]
     await asyncio.gather(*(client.disconnect() for client, _, _ in running), *(c.disconnect() for c in idle))
@@ -92,6 +105,9 @@ async def floods(stack: Stack, active: int, tasks_each: int, events_each: int) -
         "idle_cpu_per_second": idle_rate,
         "net_cpu_seconds": net,
         "net_cpu_us_per_event": sum(net) * 1e6 / delivered if delivered else float("nan"),
+        # How many events each socket read and each sleep of a gateway carried, in all.
+        "reads_per_event": reads / delivered if delivered else float("nan"),
+        "sleeps_per_event": sleeps / delivered if delivered else float("nan"),
     }
 
 

@@ -20,7 +20,10 @@ SCENARIOS = {
     "end_to_end_add", "progress_flood", "idle_clients",
 }  # fmt: skip
 OURS_ONLY = {"celery_send_task_floor", "event_log_on", "event_log_off", "socketio_manager_publish"}
-SCALE_OUT = {"idle_gateway_b", "per_event_1_gateways", "per_event_2_gateways", "per_event_4_gateways"}
+SCALE_OUT = {
+    "idle_gateway_b", "per_event_1_gateways", "per_event_2_gateways", "per_event_4_gateways",
+    "per_event_1_gateways_one_flood", "per_event_2_gateways_one_flood", "per_event_4_gateways_one_flood",
+}  # fmt: skip
 SUBMIT_COSTS = {
     "http_c32_catalog_on", "http_c32_catalog_off", "http_c32_idempotency_keys",
     "catalog_read_1_workers", "catalog_read_100_workers", "catalog_read_100_workers_distinct",
@@ -52,6 +55,10 @@ def test_benchmark_smoke_run_measures_both_systems(tmp_path):
         assert all(figures.get("errors", 0) == 0 for figures in results.values()), results
         assert results["progress_flood"]["lost"] == 0 and results["progress_flood"]["in_order"]
         assert results["idle_clients"]["clients"] == 50
-    assert len(report["comparison"]) == 13
+    for results in (ours, theirs, report["cluster"]):
+        # How many events each wake-up carried, beside each per-event cost.
+        assert all(results[name]["reads_per_event"] > 0 for name in SCALE_OUT), results
+    assert len(report["comparison"]) == 15
+    assert "CPU per event, 4 gateways / 1 gateway (one flood per gateway)" in result.stdout
     assert "submit costs (HTTP c32): catalog check on / off" in result.stdout
     assert "HTTP submissions/s (c32)" in result.stdout and "stirfried==0.7.0" in result.stdout
