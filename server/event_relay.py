@@ -94,6 +94,8 @@ class TaskEventRelay:
         self._expired: set[str] = set()
         # sid -> those task ids, oldest first (a dict as an ordered set)
         self._unsubscribed_by_sid: dict[str, dict[str, None]] = {}
+        # sid -> task id -> its subscribe_task requests under way
+        self._subscribing: dict[str, dict[str, int]] = {}
 
     def serve(self, sio: socketio.AsyncServer, channels: TaskChannels | None) -> None:
         """Deliver through ``sio``; routes follow their tasks on ``channels``."""
@@ -196,6 +198,8 @@ class TaskEventRelay:
                 tasks.discard(task_id)
                 if not tasks:
                     del self._routes_by_sid[route.room]
+            if not self._concerns(route.room, task_id):
+                self.resubscribed(route.room, task_id)  # nothing left for an unsubscribe to stop
         if self._channels is not None:
             self._channels.unfollow(task_id)
 
@@ -245,12 +249,39 @@ class TaskEventRelay:
             if not followers and self._streams.get(task_id) is followers:
                 del self._streams[task_id]
 
+    @contextlib.contextmanager
+    def subscribing(self, sid: str, task_id: str) -> Iterator[None]:
+        """A ``subscribe_task`` of ``sid`` is under way: an earlier unsubscribe no longer
+        counts, a later one (while the block runs) wins."""
+        self.resubscribed(sid, task_id)
+        tasks = self._subscribing.setdefault(sid, {})
+        tasks[task_id] = tasks.get(task_id, 0) + 1
+        try:
+            yield
+        finally:
+            if tasks[task_id] > 1:
+                tasks[task_id] -= 1
+            else:
+                del tasks[task_id]
+                if not tasks and self._subscribing.get(sid) is tasks:
+                    del self._subscribing[sid]
+                if not self._concerns(sid, task_id):
+                    self.resubscribed(sid, task_id)
+
+    def _concerns(self, sid: str, task_id: str) -> bool:
+        """Whether an unsubscribe of ``sid`` from the task has something to stop: the
+        client's own task, routed to it, or a subscribe of it under way."""
+        return task_id in self._routes_by_sid.get(sid, ()) or task_id in self._subscribing.get(sid, {})
+
     def unsubscribed(self, sid: str, task_id: str) -> None:
         """Keep the task's events from ``sid``, also those addressed to its own room.
 
-        At most MAX_UNSUBSCRIBED_PER_CLIENT are remembered per client, the oldest
-        forgotten first: ids are the client's to invent, memory is not.
+        Remembered only while there is something to stop (see :meth:`_concerns`): ids are
+        the client's to invent, memory is not; and at most MAX_UNSUBSCRIBED_PER_CLIENT per
+        client, the oldest forgotten first.
         """
+        if not self._concerns(sid, task_id):
+            return
         tasks = self._unsubscribed_by_sid.setdefault(sid, {})
         tasks.pop(task_id, None)
         tasks[task_id] = None

@@ -48,7 +48,8 @@ from stirfried.server.errors import (
     UnsupportedMediaType,
     http_reply,
 )
-from stirfried.server.limits import READ_COST
+from stirfried.server.http_connections import connection_closed
+from stirfried.server.limits import READ_COST, RateLimiter, replay_charge
 from stirfried.server.logs import one_line
 from stirfried.server.task_request import (
     ClientJson,
@@ -85,7 +86,7 @@ def http_routes(settings: StirfriedSettings) -> list[web.RouteDef]:
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
-    return web.json_response(body, status=status, dumps=replies.dumps)
+    return web.json_response(body, status=status, dumps=replies.http_body)
 
 
 async def schedule_task(request: web.Request) -> web.Response:
@@ -156,37 +157,61 @@ async def task_events(request: web.Request) -> web.StreamResponse:
     connections = request.app[CONNECTIONS]
     if not connections.open(caller.address):
         raise RateLimited("too many connections from this address")
+    response = _event_stream()
+    streaming = asyncio.ensure_future(
+        _stream_events(request, response, task_id, after, epoch, caller, request.app[BUDGET])
+    )
+    # A client that leaves ends its stream at once (its follow and its slot with it).
+    closed = connection_closed(request)
+
+    def stop(_closed: asyncio.Future[None]) -> None:
+        streaming.cancel()
+
+    if closed is not None:
+        closed.add_done_callback(stop)
     try:
-        return await _stream_events(request, task_id, after, epoch, caller.principal.expires)
+        return await streaming
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if closed is None or not closed.done() or (current is not None and current.cancelling()):
+            raise
+        logger.debug("SSE client of task %s went away", task_id)
+        return response
     finally:
+        if closed is not None:
+            closed.remove_done_callback(stop)
         connections.close(caller.address)
 
 
 async def _stream_events(
-    request: web.Request, task_id: str, after: int, epoch: str | None, until: float | None
+    request: web.Request,
+    response: web.StreamResponse,
+    task_id: str,
+    after: int,
+    epoch: str | None,
+    caller: Caller,
+    budget: RateLimiter,
 ) -> web.StreamResponse:
-    """Write the task's events as they come; the stream ends with the task, at shutdown,
-    or when the caller's token expires (it must not receive events after that)."""
-    events = request.app[SUBSCRIPTIONS].stream(task_id, after, idle=KEEPALIVE_SECONDS, epoch=epoch)
-    # Started on the first event: until then a failure (Redis down) is still a JSON 503.
-    response: web.StreamResponse | None = None
+    """Write the task's events to ``response`` as they come; the stream ends with the task,
+    at shutdown, or when the caller's token expires (it must not receive events after that)."""
+    events = request.app[SUBSCRIPTIONS].stream(
+        task_id, after, idle=KEEPALIVE_SECONDS, epoch=epoch, charge=replay_charge(budget, caller.rate_key)
+    )
+    # Started once the task is followed: until then a failure (Redis down) is still a JSON 503.
     try:
-        async with asyncio.timeout_at(_loop_time(until)):
+        async with asyncio.timeout_at(_loop_time(caller.principal.expires)):
             async for event in events:
-                if response is None:
-                    response = await _start_stream(request)
+                await response.prepare(request)
                 await response.write(b": keepalive\n\n" if event is None else format_event(event))
     except TimeoutError:
         pass  # the token expired: end the stream
     except ConnectionResetError:
         # The client left mid-stream (EventSource closed, curl stopped): its choice, not an error.
         logger.debug("SSE client of task %s went away", task_id)
-        assert response is not None
         return response
     finally:
         await events.aclose()
-    if response is None:
-        response = await _start_stream(request)
+    await response.prepare(request)
     await response.write_eof()
     return response
 
@@ -205,8 +230,9 @@ def format_event(event: TaskEvent) -> bytes:
     return f"id: {sse_id}\nevent: {event.name}\ndata: {replies.dumps(event.payload)}\n\n".encode()
 
 
-async def _start_stream(request: web.Request) -> web.StreamResponse:
-    response = web.StreamResponse(
+def _event_stream() -> web.StreamResponse:
+    """An SSE response, not yet started (``prepare`` sends its head; again, it does nothing)."""
+    return web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
             "Cache-Control": "no-cache",
@@ -214,8 +240,6 @@ async def _start_stream(request: web.Request) -> web.StreamResponse:
             "X-Accel-Buffering": "no",
         }
     )
-    await response.prepare(request)
-    return response
 
 
 def _optional_caller(request: web.Request) -> Caller:

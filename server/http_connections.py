@@ -83,6 +83,8 @@ class GatewayConnection(RequestHandler):
         self._head_deadline: asyncio.TimerHandle | None = None
         self._head_started = False  # some bytes of the awaited request's head arrived
         self._body: StreamReader | None = None  # the body of the latest request parsed
+        # Done once the client's connection is gone (see connection_closed)
+        self.closed: asyncio.Future[None] = self._loop.create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -98,6 +100,8 @@ class GatewayConnection(RequestHandler):
         self._start_head_deadline()
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
         self._stop_head_deadline()
         if self._sockets is not None and self._peer is not None:
             self._sockets.close(self._peer)
@@ -170,7 +174,7 @@ class GatewayConnection(RequestHandler):
 def raw_reply(refusal: Refusal) -> bytes:
     """A refusal as a whole HTTP/1.1 response that closes the connection, for when there
     is no request to answer through aiohttp."""
-    body = replies.dumps(replies.failed(refusal.message)).encode()
+    body = replies.http_body(replies.failed(refusal.message)).encode()
     head = (
         f"HTTP/1.1 {refusal.status} {HTTPStatus(refusal.status).phrase}\r\n"
         "Content-Type: application/json; charset=utf-8\r\n"
@@ -193,6 +197,18 @@ class SocketsPerAddress:
     def close(self, address: str) -> None:
         if address not in self._trusted:
             self._counter.close(address)
+
+
+def connection_closed(request: web.BaseRequest) -> asyncio.Future[None] | None:
+    """A future done once the client of ``request`` has gone (None when the request did
+    not come through :class:`GatewayConnection`).
+
+    aiohttp tells a handler nothing when its client leaves (unless it cancels every
+    handler, ``handler_cancellation``): a stream that waits for events would learn it only
+    at its next write, and hold its follow and its connection slot until then.
+    """
+    protocol = request.protocol
+    return protocol.closed if isinstance(protocol, GatewayConnection) else None
 
 
 class GatewayServer(web.Server):

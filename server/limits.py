@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import time
+from collections.abc import Callable
 
 from stirfried.server.errors import RateLimited
 
@@ -21,6 +22,10 @@ MAX_TRACKED_CLIENTS = 100_000
 TASK_COST = 1.0
 REVOKE_COST = 1.0
 READ_COST = 0.2
+# Each event a replay sends (subscribe_task, an SSE stream resuming): its cost to the
+# gateway is its own (about 60 us each), so a replay of the whole log (1,000 events by
+# default) costs what 20 tasks do, and a resume of a few events almost nothing.
+REPLAYED_EVENT_COST = 0.02
 
 
 class RateLimiter:
@@ -42,16 +47,35 @@ class RateLimiter:
         if cost > self._burst:
             raise RateLimited(f"this request costs {cost:g} tasks, more than the burst of {self._burst:g}")
         now = time.monotonic() if now is None else now
-        tokens, last = self._buckets.pop(client, (self._burst, now))
-        tokens = min(self._burst, tokens + (now - last) * self._rate)
+        tokens = self._refilled(client, now)
         if tokens < cost:
-            self._buckets[client] = (tokens, now)
+            self._keep(client, tokens, now)
             raise RateLimited(
                 f"too many requests: at most {self._rate:g} tasks per second (burst {self._burst:g})"
             )
-        self._buckets[client] = (tokens - cost, now)
+        self._keep(client, tokens - cost, now)
+
+    def spend(self, client: str, cost: float, now: float | None = None) -> None:
+        """Spend ``cost`` of work already accepted (a replay, once its length is known),
+        even beyond what the bucket holds: the client's next requests wait until it refills."""
+        if self._rate <= 0 or cost <= 0:
+            return
+        now = time.monotonic() if now is None else now
+        self._keep(client, self._refilled(client, now) - cost, now)
+
+    def _refilled(self, client: str, now: float) -> float:
+        tokens, last = self._buckets.pop(client, (self._burst, now))
+        return min(self._burst, tokens + (now - last) * self._rate)
+
+    def _keep(self, client: str, tokens: float, now: float) -> None:
+        self._buckets[client] = (tokens, now)
         while len(self._buckets) > MAX_TRACKED_CLIENTS:
             self._buckets.popitem(last=False)
+
+
+def replay_charge(budget: RateLimiter, client: str) -> Callable[[int], None]:
+    """What charges ``client`` for a replay of some number of events."""
+    return lambda events: budget.spend(client, REPLAYED_EVENT_COST * events)
 
 
 class ConnectionCounter:

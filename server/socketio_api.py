@@ -19,7 +19,7 @@ import socketio
 from stirfried.server import replies
 from stirfried.server.caller import ANONYMOUS, Caller, Callers
 from stirfried.server.errors import InvalidRequest, Refusal, socketio_reply
-from stirfried.server.limits import READ_COST, ConnectionCounter, RateLimiter
+from stirfried.server.limits import READ_COST, ConnectionCounter, RateLimiter, replay_charge
 from stirfried.server.scheduling import TaskScheduler
 from stirfried.server.session_guard import drop_transport
 from stirfried.server.subscriptions import TaskSubscriptions
@@ -170,25 +170,26 @@ class SocketIOApi:
 
     async def _send_task(self, sid: str, data: Any) -> Reply:
         check_size(data, self._settings.max_request_bytes, "task object")
-        scheduled = await self._scheduler.schedule(
-            data, await self._caller(sid), default_room=sid, api="socketio", sid=sid
-        )
+        caller = await self._caller(sid)
+        scheduled = await self._scheduler.schedule(data, caller, default_room=sid, api="socketio", sid=sid)
         task_id = scheduled.task_id
         reply = replies.scheduled(task_id, self._access.issue_token(task_id))
         if scheduled.replayed:
             # A retry (perhaps after a reconnect): this client follows the first task from its start.
-            self._subscriptions.intend(sid, task_id)
-            await self._subscriptions.subscribe(sid, task_id, 0, None)
+            with self._subscriptions.subscribing(sid, task_id):
+                charge = replay_charge(self._budget, caller.rate_key)
+                await self._subscriptions.subscribe(sid, task_id, 0, None, charge)
             reply["replayed"] = True
         return reply
 
     async def _subscribe_task(self, sid: str, data: Any) -> Reply:
         request = parse_subscription(data)
-        self._subscriptions.intend(sid, request.task_id)
-        caller = await self._caller(sid)
-        self._budget.take(caller.rate_key, READ_COST)
-        await self._access.check_follow(caller.principal, request.task_id, request.token)
-        await self._subscriptions.subscribe(sid, request.task_id, request.after, request.epoch)
+        with self._subscriptions.subscribing(sid, request.task_id):
+            caller = await self._caller(sid)
+            self._budget.take(caller.rate_key, READ_COST)
+            await self._access.check_follow(caller.principal, request.task_id, request.token)
+            charge = replay_charge(self._budget, caller.rate_key)
+            await self._subscriptions.subscribe(sid, request.task_id, request.after, request.epoch, charge)
         return replies.succeeded(request.task_id)
 
     async def _unsubscribe_task(self, sid: str, data: Any) -> Reply:

@@ -19,9 +19,10 @@ Everything runs on the gateway's event loop, so no locks are needed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 
 import redis
 import socketio
@@ -43,6 +44,9 @@ logger = logging.getLogger(__name__)
 # a missing log means "not yet", not "expired": wait this long before
 # rebuilding the final events from the result backend.
 SYNTHESIS_GRACE = 2.0
+
+Charge = Callable[[int], None]
+"""Charges the follower's client for a replay of that many events (``limits.replay_charge``)."""
 
 
 class Position:
@@ -119,10 +123,11 @@ class TaskSubscriptions:
         self._celery = celery
         self._settings = settings
 
-    def intend(self, sid: str, task_id: str) -> None:
-        """Note, as a ``subscribe_task`` arrives and before anything is awaited, that it
-        came after any earlier ``unsubscribe_task``: requests win in the order they came."""
-        self._relay.resubscribed(sid, task_id)
+    def subscribing(self, sid: str, task_id: str) -> contextlib.AbstractContextManager[None]:
+        """Enter as a ``subscribe_task`` arrives, before anything is awaited, and leave when
+        it is answered: it comes after any earlier ``unsubscribe_task`` and before any later
+        one, so requests win in the order they came."""
+        return self._relay.subscribing(sid, task_id)
 
     def task_ids(self, count: int, room: str) -> list[str] | None:
         """Ids for the ``count`` tasks of a request whose events go to ``room``: ids whose
@@ -168,12 +173,15 @@ class TaskSubscriptions:
         if self._channels is not None:
             self._channels.unfollow(task_id)
 
-    async def subscribe(self, sid: str, task_id: str, after: int, epoch: str | None = None) -> int:
+    async def subscribe(
+        self, sid: str, task_id: str, after: int, epoch: str | None = None, charge: Charge | None = None
+    ) -> int:
         """Join ``sid`` to the task's room and replay what it missed; return events replayed.
 
         ``after`` counts in ``epoch``: if the task's log has another epoch now, it is
-        a new log, and everything in it is replayed. Call :meth:`intend` first, when the
-        request arrives."""
+        a new log, and everything in it is replayed; ``charge`` is told its length before it
+        is sent. A task that ended in the replay needs no channel: it is left at once.
+        Call it inside :meth:`subscribing`."""
         with self._relay.holding(task_id, sid) as held:
             room = protocol.task_room(task_id)
             await self._sio.enter_room(sid, room)
@@ -189,14 +197,21 @@ class TaskSubscriptions:
                 await self._sio.leave_room(sid, room)
                 self._unfollow(sid, task_id)
                 return 0
+            if charge is not None:
+                charge(len(history))
+            ended = False
             for event in history:
                 await self._send(sid, event)
                 position.passed(event)
+                ended = ended or event.name in protocol.FINAL_EVENTS
             while held:
                 event = held.pop(0)
                 if position.is_new(event):
                     await self._send(sid, event)
                     position.passed(event)
+                ended = ended or event.name in protocol.FINAL_EVENTS
+            if ended:
+                self._unfollow(sid, task_id)  # nothing more will come on its channel
             return len(history)
 
     async def unsubscribe(self, sid: str, task_id: str) -> None:
@@ -216,12 +231,14 @@ class TaskSubscriptions:
             self._unfollow(sid, task_id)
 
     async def stream(
-        self, task_id: str, after: int, idle: float, epoch: str | None = None
+        self, task_id: str, after: int, idle: float, epoch: str | None = None, charge: Charge | None = None
     ) -> AsyncGenerator[TaskEvent | None, None]:
-        """The task's events after ``after``: replayed, then live; None after ``idle`` quiet seconds.
+        """The task's events after ``after``: replayed, then live; None once the stream
+        follows the task with nothing to replay, and after ``idle`` quiet seconds.
 
-        Ends after the task's final event, at shutdown, or when the reader fell
-        too far behind.
+        ``charge`` is told the replay's length before it is sent. Ends after the task's
+        final event (also one the reader had already), at shutdown, or when the reader
+        fell too far behind.
         """
         with self._relay.stream(task_id) as queue:
             try:
@@ -230,6 +247,10 @@ class TaskSubscriptions:
                 history, position = await self._history(task_id, after, epoch)
                 if not history and after and self._log is not None and await self._ended_by(task_id, after):
                     return  # resumed at its final event (what EventSource does by itself)
+                if charge is not None:
+                    charge(len(history))
+                if not history:
+                    yield None  # following: the reader learns the stream is live
                 for event in history:
                     yield event
                     position.passed(event)
@@ -246,8 +267,8 @@ class TaskSubscriptions:
                     if position.is_new(live):
                         yield live
                         position.passed(live)
-                        if live.name in protocol.FINAL_EVENTS:
-                            return
+                    if live.name in protocol.FINAL_EVENTS:
+                        return  # the reader has it (from ``after``) or just got it
             finally:
                 if self._channels is not None:
                     self._channels.unfollow(task_id)

@@ -174,7 +174,8 @@ class StirfriedSettings:
         20.0,
         "Tasks per second one client (token subject, else IP address) may schedule "
         "(HTTP 429 / failed reply); each chained task counts, a revoke counts as a task, a read "
-        "or subscription as a fifth. 0: no limit.",
+        "or subscription as a fifth, each event a subscription or SSE stream replays as a "
+        "fiftieth. 0: no limit.",
     )
     rate_burst: int = _setting(40, "Tasks a client may schedule at once before `rate_limit` applies.")
     max_connections_per_ip: int = _setting(
