@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import celery
+import kombu
 from celery import states
 from celery.backends.base import DisabledBackend
 from kombu.exceptions import EncodeError
@@ -171,6 +172,14 @@ class CeleryFacade:
         """
         await self._bounded("publish", "publish the task", self._publishes.send((plan, gate), settled))
         return plan.main.task_id
+
+    def queue_of(self, name: str, args: Any, kwargs: Any, options: Mapping[str, Any]) -> str:
+        """The queue a task goes to with ``options``: the options' own, else this gateway's
+        ``task_routes``, else Celery's default queue (what ``send_task`` will choose)."""
+        queue = self._app.amqp.router.route(dict(options), name, args, kwargs).get("queue")
+        if isinstance(queue, kombu.Queue) and queue.name:
+            return str(queue.name)
+        return str(queue or self._app.conf.task_default_queue)
 
     async def revoke(self, task_id: str, terminate: bool = False, signal: str | None = None) -> None:
         """Ask every worker to drop the task if it has not started yet; with ``terminate``,

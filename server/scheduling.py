@@ -210,8 +210,9 @@ class TaskScheduler:
         settling.add_done_callback(self._settling.discard)
 
     async def _check_served(self, task: TaskRequest) -> None:
-        """Refuse a task no live worker announces (chained tasks too), or a queue none of
-        its workers consumes."""
+        """Refuse a task no live worker announces (chained tasks too), or one sent to a
+        queue none of its workers consumes: the request's ``queue``, else where this
+        gateway's ``task_routes`` (or Celery's default queue) send it."""
         if not self._settings.refuse_unserved_tasks:
             return
         for call in task.calls():
@@ -223,6 +224,13 @@ class TaskScheduler:
             queue = call.options.get("queue")
             if queue is not None and queue not in served.queues:
                 raise TaskNotServed(f"no live worker serves task '{call.name}' on queue '{queue}'")
+            routed = self._celery.queue_of(call.name, call.args, call.kwargs, call.options)
+            if queue is None and served.queues and routed not in served.queues:
+                raise TaskNotServed(
+                    f"no live worker serves task '{call.name}' on queue '{routed}', where this "
+                    f"gateway sends it (its workers consume {', '.join(sorted(served.queues))}; "
+                    "see task_routes)"
+                )
 
     def _count_rejected(self, name: str, api: str, reason: str) -> None:
         self._metrics.tasks_rejected.labels(self._metrics.task_name(name), api, reason).inc()

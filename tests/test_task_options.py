@@ -100,6 +100,19 @@ async def test_a_queue_option_routes_the_task_to_the_workers_on_that_queue(start
     assert (status, body["data"]) == (404, "no live worker serves task 'add' on queue 'nobody-listens'")
 
 
+async def test_a_task_the_gateways_routes_send_where_no_worker_listens_is_refused(start_gateway, http):
+    gateway = await start_gateway(task_routes={"add": {"queue": "nobody-listens"}})
+
+    status, body = await post_task(http, gateway, {"task_name": "add", "args": [1, 2]})
+    routed_elsewhere, other = await post_task(http, gateway, {"task_name": "progress", "args": [1]})
+
+    # It waited in that queue forever before.
+    assert status == 404 and body["data"].startswith(
+        "no live worker serves task 'add' on queue 'nobody-listens', where this gateway sends it"
+    )
+    assert routed_elsewhere == 201, other
+
+
 async def test_option_values_are_checked(start_gateway, http):
     gateway = await start_gateway(stirfried_task_options=ALL_OPTIONS, stirfried_max_task_delay=60)
     cases: list[tuple[dict[str, Any], str]] = [
