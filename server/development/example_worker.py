@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from stirfried.config import CONFIG_PATH_VARIABLE, Config
+from stirfried.server.development.parent_death import die_with_gateway
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,9 @@ def celery_worker(
     ]  # fmt: skip
     if queues:
         command.append(f"--queues={','.join(queues)}")
-    process = subprocess.Popen(command, env=worker_environment(config, config_path), process_group=0)
+    process = subprocess.Popen(
+        command, env=worker_environment(config, config_path), process_group=0, preexec_fn=die_with_gateway()
+    )
     logger.info("started the Celery worker for %s (pid %s, queues %s)", app_module, process.pid, queues)
     try:
         yield process
