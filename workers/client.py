@@ -116,10 +116,13 @@ class StirfriedClient:
         )
         self._tokens: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._connected_before = False
+        # Why the gateway refused the last connection attempt (its connect_error).
+        self._refusal: str | None = None
         self._resubscriptions: set[asyncio.Task[None]] = set()
         for event in protocol.ALL_EVENTS:
             self._sio.on(event, self._dispatcher(event))
         self._sio.on("connect", self._on_connect)
+        self._sio.on("connect_error", self._on_connect_error)
 
     async def __aenter__(self) -> StirfriedClient:
         await self.connect()
@@ -131,13 +134,16 @@ class StirfriedClient:
         await self.close()
 
     async def connect(self) -> None:
-        """Connect; raises StirfriedError naming the URL when the gateway cannot be reached."""
+        """Connect; raises StirfriedError naming the URL and, when the gateway refused, its reason."""
+        self._refusal = None
         try:
             await self._sio.connect(
                 self.url, headers=self._headers, auth=self._auth, wait_timeout=self.timeout
             )
         except socketio.exceptions.ConnectionError as error:
-            raise StirfriedError(f"cannot connect to {self.url}: {error}") from error
+            # python-socketio's error only says "namespaces failed to connect";
+            # the gateway's reason came with connect_error.
+            raise StirfriedError(f"cannot connect to {self.url}: {self._refusal or error}") from error
 
     async def close(self) -> None:
         """Disconnect (tasks keep running on the workers)."""
@@ -295,6 +301,13 @@ class StirfriedClient:
             self._resubscriptions.add(task)
             task.add_done_callback(self._resubscriptions.discard)
         self._connected_before = True
+
+    def _on_connect_error(self, *data: Any) -> None:
+        """Keep the refusal's reason for connect() (python-socketio delivers it only here)."""
+        reason = data[0] if data else None
+        if isinstance(reason, dict):
+            reason = reason.get("message")
+        self._refusal = reason if isinstance(reason, str) and reason else None
 
     async def _resubscribe(self) -> None:
         """After a reconnect: ask for every event each awaited task emitted meanwhile."""

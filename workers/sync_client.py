@@ -32,7 +32,11 @@ class SyncStirfriedClient:
         return StirfriedClient(url, **options)
 
     def __enter__(self) -> SyncStirfriedClient:
-        self.connect()
+        try:
+            self.connect()
+        except BaseException:
+            self.close()  # __exit__ will not run: stop the client's thread here
+            raise
         return self
 
     def __exit__(
