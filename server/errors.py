@@ -128,7 +128,9 @@ class Refused(Refusal):
 
 def http_reply(refusal: Refusal) -> web.Response:
     """The HTTP answer to a refusal: ``{"status": "failed", "data": message}`` with its status."""
-    response = web.json_response(replies.failed(refusal.message), status=refusal.status, dumps=replies.dumps)
+    response = web.json_response(
+        replies.failed(refusal.message), status=refusal.status, dumps=replies.http_body
+    )
     if refusal.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="stirfried"'
     return response

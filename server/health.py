@@ -15,7 +15,7 @@ from stirfried.server.errors import CeleryUnavailable
 
 async def healthz(request: web.Request) -> web.Response:
     """200 while the process serves requests."""
-    return web.json_response(replies.succeeded("alive"))
+    return web.json_response(replies.succeeded("alive"), dumps=replies.http_body)
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -24,8 +24,8 @@ async def readyz(request: web.Request) -> web.Response:
     checks = {"redis": redis_check, "broker": broker_check}
     ready = all(result in ("ok", "not configured") for result in checks.values())
     if ready:
-        return web.json_response(replies.succeeded(checks))
-    return web.json_response(replies.failed(checks), status=503)
+        return web.json_response(replies.succeeded(checks), dumps=replies.http_body)
+    return web.json_response(replies.failed(checks), status=503, dumps=replies.http_body)
 
 
 async def _check_redis(app: web.Application) -> str:

@@ -17,6 +17,12 @@ def dumps(value: Any) -> str:
     return json.dumps(value, default=protocol.json_fallback)
 
 
+def http_body(value: Any) -> str:
+    """An HTTP response's JSON body: one line, ended, so replies read one per line in a
+    terminal (``curl``)."""
+    return dumps(value) + "\n"
+
+
 def succeeded(data: Any) -> dict[str, Any]:
     """``{"status": "success", "data": ...}``."""
     return {"status": "success", "data": data}

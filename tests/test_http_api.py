@@ -19,6 +19,22 @@ async def test_post_task_answers_201_with_the_task_id_and_the_task_runs(gateway,
     assert info == {"id": body["data"], "state": "SUCCESS", "result": 42}
 
 
+async def test_every_json_reply_is_one_line_ended_by_a_newline(gateway, http, unique):
+    """So replies printed by curl one after another read one per line."""
+    replies = []
+    for method, path, body in [
+        ("POST", "/task", {"task_name": "add", "args": [1, 2]}),
+        ("POST", "/task", {"task_name": "no-such-task"}),
+        ("GET", f"/task/{unique}", None),
+        ("GET", "/healthz", None),
+        ("GET", "/no/such/route", None),
+    ]:
+        async with http.request(method, url_of(gateway, path), json=body) as response:
+            replies.append(await response.text())
+
+    assert all(reply.endswith("}\n") and reply.count("\n") == 1 for reply in replies), replies
+
+
 async def test_get_task_of_an_id_never_issued_is_not_found(gateway, http, unique):
     """Celery says PENDING for any id; the gateway knows which ones it issued (a difference
     from Stirfried 0.7.0)."""
