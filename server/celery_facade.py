@@ -173,12 +173,19 @@ class CeleryFacade:
         await self._bounded("publish", "publish the task", self._publishes.send((plan, gate), settled))
         return plan.main.task_id
 
-    def queue_of(self, name: str, args: Any, kwargs: Any, options: Mapping[str, Any]) -> str:
-        """The queue a task goes to with ``options``: the options' own, else this gateway's
-        ``task_routes``, else Celery's default queue (what ``send_task`` will choose)."""
-        queue = self._app.amqp.router.route(dict(options), name, args, kwargs).get("queue")
-        if isinstance(queue, kombu.Queue) and queue.name:
-            return str(queue.name)
+    def queue_of(self, name: str, args: Any, kwargs: Any) -> str | None:
+        """The queue this gateway's ``send_task`` will put a task in: its ``task_routes``',
+        else Celery's default queue. None when that is not a queue's name: a route by
+        exchange and routing key, or a router that fails (the publish will say why)."""
+        try:
+            route = self._app.amqp.router.route({}, name, args, kwargs)
+        except Exception:  # a task_routes function's own error, or QueueNotFound
+            return None
+        queue = route.get("queue")
+        if isinstance(queue, kombu.Queue):
+            return str(queue.name) if queue.name else None
+        if route.get("exchange") is not None or route.get("routing_key") is not None:
+            return None
         return str(queue or self._app.conf.task_default_queue)
 
     async def revoke(self, task_id: str, terminate: bool = False, signal: str | None = None) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -92,10 +93,12 @@ class TaskEventRelay:
         self._unsubscribed: dict[str, set[str]] = {}
         # sids whose token expired on an open connection: they receive no task events
         self._expired: set[str] = set()
-        # sid -> those task ids, oldest first (a dict as an ordered set)
-        self._unsubscribed_by_sid: dict[str, dict[str, None]] = {}
+        # sid -> those task ids, oldest first -> when each unsubscribe came (see _order)
+        self._unsubscribed_by_sid: dict[str, dict[str, int]] = {}
         # sid -> task id -> its subscribe_task requests under way
         self._subscribing: dict[str, dict[str, int]] = {}
+        # Numbers subscribe and unsubscribe requests as they arrive
+        self._order = itertools.count()
 
     def serve(self, sio: socketio.AsyncServer, channels: TaskChannels | None) -> None:
         """Deliver through ``sio``; routes follow their tasks on ``channels``."""
@@ -198,8 +201,9 @@ class TaskEventRelay:
                 tasks.discard(task_id)
                 if not tasks:
                     del self._routes_by_sid[route.room]
-            if not self._concerns(route.room, task_id):
-                self.resubscribed(route.room, task_id)  # nothing left for an unsubscribe to stop
+        for sid in list(self._unsubscribed.get(task_id, ())):
+            if not self._concerns(sid, task_id):
+                self._forget_unsubscribe(sid, task_id)  # nothing left for its unsubscribe to stop
         if self._channels is not None:
             self._channels.unfollow(task_id)
 
@@ -250,14 +254,14 @@ class TaskEventRelay:
                 del self._streams[task_id]
 
     @contextlib.contextmanager
-    def subscribing(self, sid: str, task_id: str) -> Iterator[None]:
-        """A ``subscribe_task`` of ``sid`` is under way: an earlier unsubscribe no longer
-        counts, a later one (while the block runs) wins."""
-        self.resubscribed(sid, task_id)
+    def subscribing(self, sid: str, task_id: str) -> Iterator[int]:
+        """A ``subscribe_task`` of ``sid`` is under way; yields its place in the order of
+        the client's requests, for :meth:`lost`."""
+        arrival = next(self._order)
         tasks = self._subscribing.setdefault(sid, {})
         tasks[task_id] = tasks.get(task_id, 0) + 1
         try:
-            yield
+            yield arrival
         finally:
             if tasks[task_id] > 1:
                 tasks[task_id] -= 1
@@ -266,35 +270,43 @@ class TaskEventRelay:
                 if not tasks and self._subscribing.get(sid) is tasks:
                     del self._subscribing[sid]
                 if not self._concerns(sid, task_id):
-                    self.resubscribed(sid, task_id)
+                    self._forget_unsubscribe(sid, task_id)
+
+    def lost(self, sid: str, task_id: str, arrival: int) -> bool:
+        """Whether an ``unsubscribe_task`` that came after the subscribe at ``arrival``
+        stands (requests win in the order they came); if none did, the subscribe wins and
+        an earlier unsubscribe no longer counts."""
+        unsubscribed = self._unsubscribed_by_sid.get(sid, {}).get(task_id)
+        if unsubscribed is not None and unsubscribed > arrival:
+            return True
+        self._forget_unsubscribe(sid, task_id)
+        return False
 
     def _concerns(self, sid: str, task_id: str) -> bool:
-        """Whether an unsubscribe of ``sid`` from the task has something to stop: the
-        client's own task, routed to it, or a subscribe of it under way."""
-        return task_id in self._routes_by_sid.get(sid, ()) or task_id in self._subscribing.get(sid, {})
+        """Whether an unsubscribe of ``sid`` from the task has something to stop: a task this
+        gateway delivers to a room (the client's own, or a custom room it may be in), or a
+        subscribe of it under way."""
+        return task_id in self._routes or task_id in self._subscribing.get(sid, {})
 
     def unsubscribed(self, sid: str, task_id: str) -> None:
         """Keep the task's events from ``sid``, also those addressed to its own room.
 
-        Remembered only while there is something to stop (see :meth:`_concerns`): ids are
-        the client's to invent, memory is not; and at most MAX_UNSUBSCRIBED_PER_CLIENT per
-        client, the oldest forgotten first.
+        Remembered only while there is something to stop (see :meth:`_concerns`; routes
+        are bounded by the tasks scheduled here): ids are the client's to invent, memory is
+        not; and at most MAX_UNSUBSCRIBED_PER_CLIENT per client, the oldest forgotten first.
         """
         if not self._concerns(sid, task_id):
             return
         tasks = self._unsubscribed_by_sid.setdefault(sid, {})
         tasks.pop(task_id, None)
-        tasks[task_id] = None
+        tasks[task_id] = next(self._order)
         self._unsubscribed.setdefault(task_id, set()).add(sid)
         while len(tasks) > MAX_UNSUBSCRIBED_PER_CLIENT:
             oldest = next(iter(tasks))
             del tasks[oldest]
             self._discard_unsubscribed(sid, oldest)
 
-    def is_unsubscribed(self, sid: str, task_id: str) -> bool:
-        return task_id in self._unsubscribed_by_sid.get(sid, {})
-
-    def resubscribed(self, sid: str, task_id: str) -> None:
+    def _forget_unsubscribe(self, sid: str, task_id: str) -> None:
         """Undo :meth:`unsubscribed`."""
         tasks = self._unsubscribed_by_sid.get(sid)
         if tasks is not None and task_id in tasks:

@@ -55,13 +55,21 @@ class RateLimiter:
             )
         self._keep(client, tokens - cost, now)
 
-    def spend(self, client: str, cost: float, now: float | None = None) -> None:
-        """Spend ``cost`` of work already accepted (a replay, once its length is known),
-        even beyond what the bucket holds: the client's next requests wait until it refills."""
+    def charge(self, client: str, cost: float, now: float | None = None) -> None:
+        """Charge ``cost`` for work whose size is known only once it is under way (a replay,
+        after its log was read), even beyond what the bucket holds: the client's next
+        requests wait until it refills. Raise RateLimited, still charging, if the bucket was
+        already in debt: of the client's replays read side by side, only the first is sent."""
         if self._rate <= 0 or cost <= 0:
             return
         now = time.monotonic() if now is None else now
-        self._keep(client, self._refilled(client, now) - cost, now)
+        tokens = self._refilled(client, now)
+        self._keep(client, tokens - cost, now)
+        if tokens < 0:
+            raise RateLimited(
+                f"too many requests: at most {self._rate:g} tasks per second (burst {self._burst:g}); "
+                f"a replay costs {REPLAYED_EVENT_COST:g} per event"
+            )
 
     def _refilled(self, client: str, now: float) -> float:
         tokens, last = self._buckets.pop(client, (self._burst, now))
@@ -75,7 +83,7 @@ class RateLimiter:
 
 def replay_charge(budget: RateLimiter, client: str) -> Callable[[int], None]:
     """What charges ``client`` for a replay of some number of events."""
-    return lambda events: budget.spend(client, REPLAYED_EVENT_COST * events)
+    return lambda events: budget.charge(client, REPLAYED_EVENT_COST * events)
 
 
 class ConnectionCounter:

@@ -211,8 +211,9 @@ class TaskScheduler:
 
     async def _check_served(self, task: TaskRequest) -> None:
         """Refuse a task no live worker announces (chained tasks too), or one sent to a
-        queue none of its workers consumes: the request's ``queue``, else where this
-        gateway's ``task_routes`` (or Celery's default queue) send it."""
+        queue none of its workers consumes: the request's ``queue``, else (for the main
+        task, which this gateway routes) where its ``task_routes`` or Celery's default
+        queue send it."""
         if not self._settings.refuse_unserved_tasks:
             return
         for call in task.calls():
@@ -224,8 +225,10 @@ class TaskScheduler:
             queue = call.options.get("queue")
             if queue is not None and queue not in served.queues:
                 raise TaskNotServed(f"no live worker serves task '{call.name}' on queue '{queue}'")
-            routed = self._celery.queue_of(call.name, call.args, call.kwargs, call.options)
-            if queue is None and served.queues and routed not in served.queues:
+            if queue is not None or call is not task.call or not served.queues:
+                continue  # chained tasks are routed by the worker that sends them on
+            routed = self._celery.queue_of(call.name, call.args, call.kwargs)
+            if routed is not None and routed not in served.queues:
                 raise TaskNotServed(
                     f"no live worker serves task '{call.name}' on queue '{routed}', where this "
                     f"gateway sends it (its workers consume {', '.join(sorted(served.queues))}; "

@@ -176,20 +176,21 @@ class SocketIOApi:
         reply = replies.scheduled(task_id, self._access.issue_token(task_id))
         if scheduled.replayed:
             # A retry (perhaps after a reconnect): this client follows the first task from its start.
-            with self._subscriptions.subscribing(sid, task_id):
+            with self._subscriptions.subscribing(sid, task_id) as arrival:
                 charge = replay_charge(self._budget, caller.rate_key)
-                await self._subscriptions.subscribe(sid, task_id, 0, None, charge)
+                await self._subscriptions.subscribe(sid, task_id, arrival, 0, None, charge)
             reply["replayed"] = True
         return reply
 
     async def _subscribe_task(self, sid: str, data: Any) -> Reply:
         request = parse_subscription(data)
-        with self._subscriptions.subscribing(sid, request.task_id):
+        task_id = request.task_id
+        with self._subscriptions.subscribing(sid, task_id) as arrival:
             caller = await self._caller(sid)
             self._budget.take(caller.rate_key, READ_COST)
-            await self._access.check_follow(caller.principal, request.task_id, request.token)
+            await self._access.check_follow(caller.principal, task_id, request.token)
             charge = replay_charge(self._budget, caller.rate_key)
-            await self._subscriptions.subscribe(sid, request.task_id, request.after, request.epoch, charge)
+            await self._subscriptions.subscribe(sid, task_id, arrival, request.after, request.epoch, charge)
         return replies.succeeded(request.task_id)
 
     async def _unsubscribe_task(self, sid: str, data: Any) -> Reply:

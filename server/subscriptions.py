@@ -123,10 +123,10 @@ class TaskSubscriptions:
         self._celery = celery
         self._settings = settings
 
-    def subscribing(self, sid: str, task_id: str) -> contextlib.AbstractContextManager[None]:
+    def subscribing(self, sid: str, task_id: str) -> contextlib.AbstractContextManager[int]:
         """Enter as a ``subscribe_task`` arrives, before anything is awaited, and leave when
-        it is answered: it comes after any earlier ``unsubscribe_task`` and before any later
-        one, so requests win in the order they came."""
+        it is answered; it yields the request's place in the order, for :meth:`subscribe`:
+        an ``unsubscribe_task`` that came later wins, one that came earlier no longer counts."""
         return self._relay.subscribing(sid, task_id)
 
     def task_ids(self, count: int, room: str) -> list[str] | None:
@@ -174,31 +174,31 @@ class TaskSubscriptions:
             self._channels.unfollow(task_id)
 
     async def subscribe(
-        self, sid: str, task_id: str, after: int, epoch: str | None = None, charge: Charge | None = None
+        self, sid: str, task_id: str, arrival: int, after: int, epoch: str | None, charge: Charge
     ) -> int:
         """Join ``sid`` to the task's room and replay what it missed; return events replayed.
 
         ``after`` counts in ``epoch``: if the task's log has another epoch now, it is
-        a new log, and everything in it is replayed; ``charge`` is told its length before it
-        is sent. A task that ended in the replay needs no channel: it is left at once.
-        Call it inside :meth:`subscribing`."""
+        a new log, and everything in it is replayed; ``charge`` is told its length once it
+        is read, and may refuse to send it (RateLimited). A task that ended in the replay
+        needs no channel: it is left at once. ``arrival``: what :meth:`subscribing`,
+        entered as the request came, gave."""
         with self._relay.holding(task_id, sid) as held:
             room = protocol.task_room(task_id)
             await self._sio.enter_room(sid, room)
             try:
                 await self._follow(sid, task_id)
                 history, position = await self._history(task_id, after, epoch)
+                charge(len(history))  # the log is read: charged, even if not sent
             except Exception:
                 await self._sio.leave_room(sid, room)
                 self._unfollow(sid, task_id)
                 raise
-            if self._relay.is_unsubscribed(sid, task_id):
+            if self._relay.lost(sid, task_id, arrival):
                 # An unsubscribe_task that came in meanwhile wins.
                 await self._sio.leave_room(sid, room)
                 self._unfollow(sid, task_id)
                 return 0
-            if charge is not None:
-                charge(len(history))
             ended = False
             for event in history:
                 await self._send(sid, event)
@@ -231,12 +231,12 @@ class TaskSubscriptions:
             self._unfollow(sid, task_id)
 
     async def stream(
-        self, task_id: str, after: int, idle: float, epoch: str | None = None, charge: Charge | None = None
+        self, task_id: str, after: int, idle: float, epoch: str | None, charge: Charge
     ) -> AsyncGenerator[TaskEvent | None, None]:
         """The task's events after ``after``: replayed, then live; None once the stream
         follows the task with nothing to replay, and after ``idle`` quiet seconds.
 
-        ``charge`` is told the replay's length before it is sent. Ends after the task's
+        ``charge`` is told the replay's length once it is read, and may refuse it. Ends after the task's
         final event (also one the reader had already), at shutdown, or when the reader
         fell too far behind.
         """
@@ -247,8 +247,7 @@ class TaskSubscriptions:
                 history, position = await self._history(task_id, after, epoch)
                 if not history and after and self._log is not None and await self._ended_by(task_id, after):
                     return  # resumed at its final event (what EventSource does by itself)
-                if charge is not None:
-                    charge(len(history))
+                charge(len(history))
                 if not history:
                     yield None  # following: the reader learns the stream is live
                 for event in history:

@@ -33,6 +33,7 @@ import redis.exceptions
 
 from stirfried import protocol
 from stirfried.server import redis_clients
+from stirfried.server.errors import CeleryUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +180,7 @@ class TaskChannels:
         # task id -> its subscription, done once Redis confirmed it
         self._subscribed: dict[str, asyncio.Future[None]] = {}
         self._leaving: set[asyncio.Task[None]] = set()
+        self._sending: set[asyncio.Task[None]] = set()
         # Ended tasks whose unsubscription waits for the next batch (a dict as an ordered set).
         self._ended: dict[str, None] = {}
         self._leave_timer: asyncio.TimerHandle | None = None
@@ -312,7 +314,17 @@ class TaskChannels:
         subscribed = self._subscribed.get(task_id)
         if subscribed is not None:
             return subscribed
-        subscribed = self._subscribed[task_id] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        subscribed = self._subscribed[task_id] = loop.create_future()
+        # A task of its own: a follower that gives up (an SSE client gone) must not stop a
+        # subscription the followers after it share.
+        sending = loop.create_task(self._send_subscription(task_id, subscribed))
+        self._sending.add(sending)
+        sending.add_done_callback(self._sending.discard)
+        await asyncio.shield(sending)
+        return subscribed
+
+    async def _send_subscription(self, task_id: str, subscribed: asyncio.Future[None]) -> None:
         channel = protocol.task_channel(task_id)
         try:
             shard = await self._shard_of(channel)
@@ -320,12 +332,11 @@ class TaskChannels:
         except Exception as error:
             if not subscribed.done():
                 subscribed.set_exception(error)
-            return subscribed
+            return
         except BaseException:
-            subscribed.cancel()
+            subscribed.cancel()  # at close
             raise
         confirmed.add_done_callback(functools.partial(_settle, subscribed))
-        return subscribed
 
     async def follow(self, task_id: str) -> None:
         """Add a follower of ``task_id``; return once its events reach this gateway.
@@ -338,6 +349,10 @@ class TaskChannels:
                 subscribed = await self.follow_soon(task_id)
                 # Shielded: a follower that gives up must not cancel the others' subscription.
                 await asyncio.shield(subscribed)
+        except TimeoutError as error:
+            raise CeleryUnavailable(
+                f"Redis did not confirm the subscription to the task's events within {self._timeout:g} s"
+            ) from error
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if subscribed is not None and subscribed.cancelled() and not (current and current.cancelling()):
@@ -410,7 +425,7 @@ class TaskChannels:
             self._leave_timer.cancel()
         if self._refilling is not None:
             self._refilling.cancel()
-        for pending in (*self._leaving, *self._subscribed.values()):
+        for pending in (*self._leaving, *self._sending, *self._subscribed.values()):
             pending.cancel()
         for shard in self._shards.values():
             await shard.close()

@@ -67,6 +67,21 @@ async def test_a_socketio_replay_is_charged_for_the_events_it_sends(start_gatewa
     assert second["status"] == "failed" and "too many requests" in second["data"]
 
 
+async def test_of_replays_read_side_by_side_only_the_first_is_sent(start_gateway, http, connect):
+    gateway = await start_gateway(stirfried_rate_limit=1, stirfried_rate_burst=BURST)
+    _, body = await post_task(http, gateway, {"task_name": "progress", "args": [STEPS]})
+    await wait_for_state(http, gateway, body["data"])
+    clients = [await connect(gateway) for _ in range(20)]  # one address: one budget
+    subscription = {"task_id": body["data"], "token": body["token"]}
+
+    replies = await asyncio.gather(*(client.call("subscribe_task", subscription) for client in clients))
+
+    # All 20 fit the budget when they arrive (0.2 each); each replay costs 12.
+    assert [reply["status"] for reply in replies].count("success") == 1, replies
+    assert all("too many requests" in reply["data"] for reply in replies if reply["status"] == "failed")
+    assert sum(1 for client in clients if client.events_for(body["data"])) == 1
+
+
 async def test_a_resume_of_a_few_events_costs_almost_nothing(start_gateway, http):
     gateway = await start_gateway(stirfried_rate_limit=1, stirfried_rate_burst=BURST)
     _, body = await post_task(http, gateway, {"task_name": "progress", "args": [STEPS]})

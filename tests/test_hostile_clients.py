@@ -449,6 +449,28 @@ async def test_an_unsubscribe_right_after_a_subscribe_wins(gateway, http, connec
     assert client.events_for(body["data"]) == []
 
 
+async def test_a_subscribe_after_that_unsubscribe_wins_again(gateway, http, connect):
+    _, body = await post_task(http, gateway, {"task_name": "slow_progress", "args": [6, 0.3]})
+    await asyncio.sleep(0.5)
+    client = await connect(gateway)
+    subscription = {"task_id": body["data"], "token": body["token"]}
+    first: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+
+    # Back to back: subscribe, unsubscribe, subscribe; the last request wins.
+    await client.sio.emit("subscribe_task", subscription, callback=first.set_result)
+    await client.sio.emit("unsubscribe_task", body["data"])
+    last = await client.call("subscribe_task", subscription)
+    await first
+
+    assert last["status"] == "success" or "already subscribing" in last["data"], last
+    if last["status"] == "success":
+        await client.wait_for_event(protocol.ON_RETURN, body["data"])
+    else:  # refused while the first still ran: the unsubscribe stands
+        await wait_for_state(http, gateway, body["data"])
+        await asyncio.sleep(0.5)
+        assert client.events_for(body["data"]) == []
+
+
 async def test_unsubscribing_from_made_up_task_ids_keeps_no_record(gateway, connect, unique):
     from stirfried.server.app_keys import SUBSCRIPTIONS
 

@@ -72,6 +72,24 @@ async def test_custom_room_receives_the_events_when_custom_rooms_is_on(start_gat
     assert scheduler.events_for(task_id) == []
 
 
+async def test_a_custom_rooms_member_can_unsubscribe_from_a_task(start_gateway, connect, http):
+    gateway = await start_gateway(stirfried_custom_rooms=True)
+    scheduler = await connect(gateway)
+    watcher = await connect(gateway)
+    task_id = await scheduler.send_task(
+        {"task_name": "slow_progress", "args": [20, 0.1], "room": watcher.sid}
+    )
+    await watcher.wait_for(lambda _: len(watcher.events_for(task_id)) >= 3)
+
+    assert (await watcher.call("unsubscribe_task", task_id))["status"] == "success"
+    count = len(watcher.events_for(task_id))
+    await wait_for_state(http, gateway, task_id)
+    await asyncio.sleep(SETTLE_SECONDS)
+
+    assert len(watcher.events_for(task_id)) <= count + 1  # at most one already on its way
+    assert protocol.ON_RETURN not in [name for name, _ in watcher.events_for(task_id)]
+
+
 async def test_clients_cannot_choose_the_room_through_kwargs(gateway, connect, http):
     client = await connect(gateway)
     task_id = await client.send_task({"task_name": "echo_kwargs", "kwargs": {"room": "elsewhere"}})

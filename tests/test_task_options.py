@@ -105,12 +105,17 @@ async def test_a_task_the_gateways_routes_send_where_no_worker_listens_is_refuse
 
     status, body = await post_task(http, gateway, {"task_name": "add", "args": [1, 2]})
     routed_elsewhere, other = await post_task(http, gateway, {"task_name": "progress", "args": [1]})
+    # A chained task is routed by the worker that sends it on, with the worker's routes.
+    chained, chain = await post_task(
+        http, gateway, {"task_name": "progress", "args": [1], "chain": [{"task_name": "add", "args": [2]}]}
+    )
 
     # It waited in that queue forever before.
     assert status == 404 and body["data"].startswith(
         "no live worker serves task 'add' on queue 'nobody-listens', where this gateway sends it"
     )
     assert routed_elsewhere == 201, other
+    assert chained == 201, chain
 
 
 async def test_option_values_are_checked(start_gateway, http):
