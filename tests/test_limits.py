@@ -27,6 +27,17 @@ def test_token_bucket_allows_the_burst_then_the_rate():
         limiter.take("a", now=100.5)
 
 
+def test_work_charged_afterwards_may_overdraw_once_and_is_refused_in_debt():
+    limiter = RateLimiter(rate=1, burst=3)
+    limiter.charge("a", 5, now=100.0)  # a replay longer than the burst still goes out: 3 -> -2
+    with pytest.raises(RateLimited):
+        limiter.charge("a", 1, now=100.0)  # read side by side with it: refused, charged: -3
+    with pytest.raises(RateLimited):
+        limiter.take("a", 0.2, now=102.5)  # -0.5 after 2.5 s of refill
+    limiter.take("a", 0.2, now=103.5)  # the debt is paid off at the rate
+    limiter.charge("b", 0.5, now=100.0)  # other clients are not touched
+
+
 async def test_no_proxy_is_trusted_by_default(start_gateway, http):
     gateway = await start_gateway(stirfried_rate_limit=1, stirfried_rate_burst=1)
     task = {"task_name": "add", "args": [1, 1]}
