@@ -152,16 +152,18 @@ class TaskSubscriptions:
         for task in (plan.main, *plan.followers):
             self._relay.unroute(task.task_id)
 
-    async def _follow(self, sid: str, task_id: str) -> None:
+    async def _follow(self, sid: str, task_id: str) -> bool:
+        """Follow the task's channel for ``sid``; whether this call added the follow."""
         following = self._following.setdefault(sid, set())
         if task_id in following or self._channels is None:
-            return
+            return False
         following.add(task_id)
         try:
             await self._channels.follow(task_id)
         except BaseException:
             self._unfollow(sid, task_id)
             raise
+        return True
 
     def _unfollow(self, sid: str, task_id: str) -> None:
         following = self._following.get(sid)
@@ -185,14 +187,19 @@ class TaskSubscriptions:
         entered as the request came, gave."""
         with self._relay.holding(task_id, sid) as held:
             room = protocol.task_room(task_id)
+            joined = room not in self._sio.rooms(sid)  # else subscribed already: a resume
             await self._sio.enter_room(sid, room)
+            followed = False
             try:
-                await self._follow(sid, task_id)
+                followed = await self._follow(sid, task_id)
                 history, position = await self._history(task_id, after, epoch)
                 charge(len(history))  # the log is read: charged, even if not sent
             except Exception:
-                await self._sio.leave_room(sid, room)
-                self._unfollow(sid, task_id)
+                # Undo only this call's part: a refused resume keeps the subscription it had.
+                if joined:
+                    await self._sio.leave_room(sid, room)
+                if followed:
+                    self._unfollow(sid, task_id)
                 raise
             if self._relay.lost(sid, task_id, arrival):
                 # An unsubscribe_task that came in meanwhile wins.

@@ -16,6 +16,7 @@ import redis.asyncio
 
 from stirfried import protocol
 from stirfried.server.app_keys import ACCESS, SUBSCRIPTIONS
+from stirfried.server.errors import RateLimited
 from stirfried.server.limits import REPLAYED_EVENT_COST
 from stirfried.server.task_channels import LEAVE_DELAY
 from tests.helpers import post_task, url_of, wait_for_state
@@ -95,6 +96,24 @@ async def test_a_resume_of_a_few_events_costs_almost_nothing(start_gateway, http
             await resumed.read()
 
     assert statuses == [200] * 5
+
+
+async def test_a_refused_resume_keeps_the_subscription_the_client_had(gateway, http, connect):
+    _, body = await post_task(http, gateway, {"task_name": "slow_progress", "args": [12, 0.2]})
+    client = await connect(gateway)
+    await client.call("subscribe_task", {"task_id": body["data"], "token": body["token"]})
+    await client.wait_for(lambda _: len(client.events_for(body["data"])) >= 3)
+    subscriptions = gateway.app[SUBSCRIPTIONS]
+
+    def in_debt(events: int) -> None:  # as when another replay read beside it took the budget
+        raise RateLimited("too many requests")
+
+    # A resume from the start, refused once its log was read (what a lost race for the budget does).
+    with subscriptions.subscribing(client.sid, body["data"]) as arrival:
+        with pytest.raises(RateLimited):
+            await subscriptions.subscribe(client.sid, body["data"], arrival, 0, None, in_debt)
+
+    await client.wait_for_event(protocol.ON_RETURN, body["data"])  # live events kept coming
 
 
 async def test_following_a_finished_task_holds_no_channel(gateway, http, connect, valkey):
