@@ -187,7 +187,9 @@ class TaskSubscriptions:
         entered as the request came, gave."""
         with self._relay.holding(task_id, sid) as held:
             room = protocol.task_room(task_id)
-            joined = room not in self._sio.rooms(sid)  # else subscribed already: a resume
+            # Else subscribed already: a resume (the room's members, not the sid's rooms: those
+            # python-socketio finds by walking every room).
+            joined = all(member != sid for member, _ in self._sio.manager.get_participants("/", room))
             await self._sio.enter_room(sid, room)
             followed = False
             try:
